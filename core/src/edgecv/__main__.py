@@ -1,0 +1,3 @@
+from edgecv.cli import main
+
+main()

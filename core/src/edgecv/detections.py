@@ -1,0 +1,160 @@
+"""Detections: boxes, scores and classes for one image, in original-image pixels."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Any, overload
+
+import attrs
+import numpy as np
+import numpy.typing as npt
+
+
+@attrs.frozen
+class StageTimings:
+    """Milliseconds spent in each pipeline stage for one image (measured in ``Model``)."""
+
+    preprocess: float = 0.0
+    infer: float = 0.0
+    postprocess: float = 0.0
+
+    @property
+    def total(self) -> float:
+        return self.preprocess + self.infer + self.postprocess
+
+    def to_dict(self) -> dict[str, float]:
+        return {
+            "preprocess": round(self.preprocess, 3),
+            "infer": round(self.infer, 3),
+            "postprocess": round(self.postprocess, 3),
+        }
+
+
+@attrs.frozen
+class Detection:
+    """One box: ``box`` is (x1, y1, x2, y2) in original-image pixels."""
+
+    box: tuple[float, float, float, float]
+    score: float
+    class_id: int
+    label: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "label": self.label,
+            "class_id": self.class_id,
+            "score": round(self.score, 5),
+            "box": [round(v, 2) for v in self.box],
+        }
+
+
+def _as_boxes(value: npt.ArrayLike) -> npt.NDArray[np.float32]:
+    return np.asarray(value, dtype=np.float32).reshape(-1, 4)
+
+
+def _as_scores(value: npt.ArrayLike) -> npt.NDArray[np.float32]:
+    return np.asarray(value, dtype=np.float32).reshape(-1)
+
+
+def _as_class_ids(value: npt.ArrayLike) -> npt.NDArray[np.int64]:
+    return np.asarray(value, dtype=np.int64).reshape(-1)
+
+
+@attrs.frozen(eq=False)
+class Detections:
+    """Detections on one image, sorted by score (highest first) when produced by the pipeline.
+
+    ``boxes`` is float32 [N, 4] xyxy in original-image pixels, ``scores`` float32 [N],
+    ``class_ids`` int64 [N]; ``names`` maps class ids to labels.
+    """
+
+    boxes: npt.NDArray[np.float32] = attrs.field(converter=_as_boxes)
+    scores: npt.NDArray[np.float32] = attrs.field(converter=_as_scores)
+    class_ids: npt.NDArray[np.int64] = attrs.field(converter=_as_class_ids)
+    names: tuple[str, ...] = attrs.field(default=(), converter=tuple)
+    image_shape: tuple[int, int] = (0, 0)
+    """(height, width) of the original image."""
+    source: str | None = None
+    timings: StageTimings | None = None
+
+    def __attrs_post_init__(self) -> None:
+        if not len(self.boxes) == len(self.scores) == len(self.class_ids):
+            raise ValueError(
+                f"boxes, scores and class_ids differ in length: "
+                f"{len(self.boxes)}, {len(self.scores)}, {len(self.class_ids)}"
+            )
+
+    @classmethod
+    def empty(cls, names: Sequence[str] = (), image_shape: tuple[int, int] = (0, 0)) -> Detections:
+        return cls(np.zeros((0, 4)), np.zeros(0), np.zeros(0), names=tuple(names), image_shape=image_shape)
+
+    @property
+    def labels(self) -> list[str]:
+        return [self.label_of(int(c)) for c in self.class_ids]
+
+    def label_of(self, class_id: int) -> str:
+        return self.names[class_id] if 0 <= class_id < len(self.names) else str(class_id)
+
+    def __len__(self) -> int:
+        return len(self.scores)
+
+    def __iter__(self) -> Iterator[Detection]:
+        for i in range(len(self)):
+            yield self._item(i)
+
+    @overload
+    def __getitem__(self, index: int) -> Detection: ...
+
+    @overload
+    def __getitem__(self, index: slice | npt.NDArray[Any] | Sequence[int]) -> Detections: ...
+
+    def __getitem__(self, index: int | slice | npt.NDArray[Any] | Sequence[int]) -> Detection | Detections:
+        if isinstance(index, (int, np.integer)):
+            position = int(index)
+            if not -len(self) <= position < len(self):
+                raise IndexError(f"detection index {position} out of range for {len(self)} detections")
+            return self._item(position % len(self))
+        return self._select(index)
+
+    def _item(self, i: int) -> Detection:
+        x1, y1, x2, y2 = (float(v) for v in self.boxes[i])
+        class_id = int(self.class_ids[i])
+        return Detection((x1, y1, x2, y2), float(self.scores[i]), class_id, self.label_of(class_id))
+
+    def _select(self, index: slice | npt.NDArray[Any] | Sequence[int]) -> Detections:
+        return attrs.evolve(
+            self, boxes=self.boxes[index], scores=self.scores[index], class_ids=self.class_ids[index]
+        )
+
+    def filter(
+        self, min_score: float | None = None, classes: Iterable[int | str] | None = None
+    ) -> Detections:
+        """Keep detections scoring at least ``min_score`` whose class id or label is in ``classes``."""
+        keep = np.ones(len(self), dtype=bool)
+        if min_score is not None:
+            keep &= self.scores >= min_score
+        if classes is not None:
+            wanted = {self.names.index(c) if isinstance(c, str) and c in self.names else c for c in classes}
+            ids = [c for c in wanted if isinstance(c, (int, np.integer))]
+            keep &= np.isin(self.class_ids, ids)
+        return self._select(keep)
+
+    def to_dict(self) -> dict[str, Any]:
+        data: dict[str, Any] = {
+            "source": self.source,
+            "height": self.image_shape[0],
+            "width": self.image_shape[1],
+            "detections": [d.to_dict() for d in self],
+        }
+        if self.timings is not None:
+            data["timing_ms"] = self.timings.to_dict()
+        return data
+
+    def to_json(self, **kwargs: Any) -> str:
+        return json.dumps(self.to_dict(), **kwargs)
+
+    def __repr__(self) -> str:
+        summary = ", ".join(f"{d.label} {d.score:.2f}" for d in list(self)[:8])
+        more = f", +{len(self) - 8} more" if len(self) > 8 else ""
+        return f"Detections({len(self)}: {summary}{more})"

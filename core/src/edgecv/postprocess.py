@@ -1,0 +1,67 @@
+"""Raw outputs -> Detections: decode, class-aware NMS, undo the letterbox, clip."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import attrs
+import numpy as np
+import numpy.typing as npt
+
+from edgecv.decoders import DECODERS, DecodeContext, batched_nms
+from edgecv.detections import Detections
+from edgecv.preprocess import LetterboxInfo
+from edgecv.spec import ModelSpec
+
+
+@attrs.frozen
+class PostprocessOptions:
+    """Thresholds for turning candidates into detections."""
+
+    conf: float = 0.25
+    iou: float = 0.45
+    max_det: int = 300
+    classes: tuple[int, ...] | None = None
+    """Keep only these class ids (applied before NMS)."""
+    agnostic: bool = False
+    """Suppress across classes (one NMS for all) instead of per class."""
+    multi_label: bool = False
+    """Let one box carry several classes above ``conf`` (used for mAP evaluation)."""
+
+
+def scale_boxes(boxes: npt.NDArray[np.float32], letterbox: LetterboxInfo) -> npt.NDArray[np.float32]:
+    """Model-input pixels -> original-image pixels, clipped to the image."""
+    left, top = letterbox.pad
+    height, width = letterbox.image_shape
+    out = (boxes - np.array([left, top, left, top], np.float32)) / np.float32(letterbox.gain)
+    np.clip(out[:, 0::2], 0, width, out=out[:, 0::2])
+    np.clip(out[:, 1::2], 0, height, out=out[:, 1::2])
+    return out
+
+
+def postprocess(
+    outputs: Sequence[npt.NDArray[Any]], spec: ModelSpec, letterbox: LetterboxInfo, options: PostprocessOptions
+) -> Detections:
+    decoder = DECODERS[spec.arch]
+    context = DecodeContext(options.conf, options.multi_label, len(spec.names), letterbox.input_shape)
+    found = decoder.decode(outputs, context)
+    boxes, scores, class_ids = found.boxes, found.scores, found.class_ids
+    if spec.boxes_normalized:
+        height, width = letterbox.input_shape
+        boxes = boxes * np.array([width, height, width, height], np.float32)
+    if options.classes is not None:
+        wanted = np.isin(class_ids, options.classes)
+        boxes, scores, class_ids = boxes[wanted], scores[wanted], class_ids[wanted]
+    if decoder.needs_nms:
+        groups = np.zeros_like(class_ids) if options.agnostic else class_ids
+        keep = batched_nms(boxes, scores, groups, options.iou, options.max_det)
+    else:
+        keep = np.argsort(-scores, kind="stable")[: options.max_det]
+    return Detections(
+        scale_boxes(boxes[keep], letterbox),
+        scores[keep],
+        class_ids[keep],
+        names=spec.names,
+        image_shape=letterbox.image_shape,
+    )

@@ -1,0 +1,89 @@
+"""Image -> input tensor: letterbox, colour order, scaling, layout, quantization.
+
+One resize, one border copy and one fused conversion (``cv2.dnn.blobFromImage`` for NCHW
+float input); no per-pixel Python.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import attrs
+import cv2
+import numpy as np
+import numpy.typing as npt
+
+from edgecv.spec import InputSpec, LetterboxMode
+
+
+@attrs.frozen
+class LetterboxInfo:
+    """How an image was placed into the model input: ``input = image * gain + (pad_x, pad_y)``."""
+
+    gain: float
+    pad: tuple[int, int]
+    """(left, top) padding in input pixels."""
+    image_shape: tuple[int, int]
+    """(height, width) of the original image."""
+    input_shape: tuple[int, int]
+    """(height, width) of the model input."""
+
+
+def letterbox(
+    image: npt.NDArray[np.uint8],
+    size: tuple[int, int],
+    mode: LetterboxMode = "center",
+    pad_value: int = 114,
+) -> tuple[npt.NDArray[np.uint8], LetterboxInfo]:
+    """Resize ``image`` to fit ``size`` (h, w) keeping its aspect ratio, then pad.
+
+    ``center`` follows Ultralytics' LetterBox (rounded size, padding split around the image);
+    ``topleft`` follows YOLOX's preprocessing (truncated size, padding at bottom/right).
+    """
+    height, width = image.shape[:2]
+    target_h, target_w = size
+    gain = min(target_h / height, target_w / width)
+    if mode == "center":
+        new_w, new_h = round(width * gain), round(height * gain)
+        left, top = round((target_w - new_w) / 2 - 0.1), round((target_h - new_h) / 2 - 0.1)
+    else:
+        new_w, new_h = int(width * gain), int(height * gain)
+        left = top = 0
+    if (new_w, new_h) != (width, height):
+        image = cv2.resize(image, (new_w, new_h), interpolation=cv2.INTER_LINEAR)
+    right, bottom = target_w - new_w - left, target_h - new_h - top
+    if left or top or right or bottom:
+        image = cv2.copyMakeBorder(
+            image, top, bottom, left, right, cv2.BORDER_CONSTANT, value=(pad_value,) * 3
+        )
+    return image, LetterboxInfo(gain, (left, top), (height, width), (target_h, target_w))
+
+
+def to_tensor(canvas: npt.NDArray[np.uint8], spec: InputSpec) -> npt.NDArray[Any]:
+    """Convert a letterboxed BGR canvas into the tensor ``spec`` describes (batch of one)."""
+    swap = spec.color == "RGB"
+    if spec.layout == "NCHW":
+        tensor = cv2.dnn.blobFromImage(canvas, scalefactor=spec.scale, swapRB=swap)
+    else:
+        pixels = canvas[..., ::-1] if swap else canvas
+        tensor = np.multiply(pixels, np.float32(spec.scale), dtype=np.float32)[None]
+    if spec.quantization is not None:
+        return quantize(tensor, spec)
+    if spec.dtype != "float32":
+        return tensor.astype(spec.dtype)
+    return tensor
+
+
+def quantize(tensor: npt.NDArray[np.float32], spec: InputSpec) -> npt.NDArray[Any]:
+    """Float tensor -> integer tensor with the input's own scale and zero point."""
+    assert spec.quantization is not None
+    info = np.iinfo(np.dtype(spec.dtype))
+    scale = np.float32(np.asarray(spec.quantization.scale, dtype=np.float32).reshape(-1)[0])
+    zero_point = np.float32(np.asarray(spec.quantization.zero_point).reshape(-1)[0])
+    values = np.rint(tensor / scale) + zero_point
+    return np.clip(values, info.min, info.max).astype(spec.dtype)
+
+
+def preprocess(image: npt.NDArray[np.uint8], spec: InputSpec) -> tuple[npt.NDArray[Any], LetterboxInfo]:
+    canvas, info = letterbox(image, spec.size, spec.letterbox, spec.pad_value)
+    return to_tensor(canvas, spec), info

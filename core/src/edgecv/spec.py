@@ -1,0 +1,214 @@
+"""What a loaded model is: its input tensor, its outputs, how images become tensors, how outputs decode.
+
+Everything here is decided once at load time, from the file's own metadata plus the user's
+overrides, so the per-frame path only does array work.
+"""
+
+from __future__ import annotations
+
+import ast
+import functools
+import hashlib
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+import attrs
+
+from edgecv.errors import ConfigError, ModelError
+from edgecv.names import COCO80
+
+Layout = Literal["NCHW", "NHWC"]
+ColorOrder = Literal["RGB", "BGR"]
+LetterboxMode = Literal["center", "topleft"]
+
+
+@attrs.frozen
+class Quantization:
+    """Affine quantization of a tensor: ``real = (q - zero_point) * scale``.
+
+    ``scale`` and ``zero_point`` are scalars for per-tensor quantization or 1-D sequences
+    along ``axis`` for per-channel quantization.
+    """
+
+    scale: float | tuple[float, ...]
+    zero_point: int | tuple[int, ...] = 0
+    axis: int | None = None
+
+
+@attrs.frozen
+class TensorSpec:
+    """A tensor as the model file declares it. ``None`` in ``shape`` marks a dynamic dimension."""
+
+    name: str
+    shape: tuple[int | None, ...]
+    dtype: str = "float32"
+    quantization: Quantization | None = None
+
+
+@attrs.frozen
+class InputSpec:
+    """The model input plus the recipe that turns a BGR image into it."""
+
+    name: str
+    shape: tuple[int | None, ...]
+    layout: Layout
+    dtype: str
+    size: tuple[int, int]
+    """(height, width) the image is letterboxed to."""
+    quantization: Quantization | None = None
+    color: ColorOrder = "RGB"
+    scale: float = 1 / 255
+    """Multiplier from 0..255 pixel values to the model's float range (1/255, or 1.0 for raw)."""
+    letterbox: LetterboxMode = "center"
+    pad_value: int = 114
+
+
+@attrs.frozen
+class ModelSpec:
+    """Everything the pipeline needs to know about a loaded model."""
+
+    path: Path
+    backend: str
+    input: InputSpec
+    outputs: tuple[TensorSpec, ...]
+    names: tuple[str, ...]
+    arch: str
+    """Name of the decoder that turns raw outputs into boxes (see ``edgecv.decoders``)."""
+    task: str = "detect"
+    boxes_normalized: bool = False
+    """True when the model emits boxes in 0..1 of the input size instead of input pixels."""
+    metadata: Mapping[str, str] = attrs.field(factory=dict)
+
+    @property
+    def sha256(self) -> str:
+        """sha256 of the model file (or of the files in a model directory), computed once."""
+        return file_sha256(self.path)
+
+    @property
+    def imgsz(self) -> tuple[int, int]:
+        return self.input.size
+
+
+@attrs.frozen
+class LoadedModel:
+    """What a backend's ``edgecv_load`` returns: its own session plus what the file declares."""
+
+    session: Any
+    input: TensorSpec
+    outputs: tuple[TensorSpec, ...]
+    metadata: Mapping[str, str] = attrs.field(factory=dict)
+    layout: Layout | None = None
+    """Input layout when the backend knows it; otherwise inferred from the input shape."""
+    boxes_normalized: bool | None = None
+
+
+def file_sha256(path: Path) -> str:
+    stat = path.stat()
+    return _sha256_cached(str(path.resolve()), stat.st_mtime_ns, stat.st_size)
+
+
+@functools.lru_cache(maxsize=64)
+def _sha256_cached(path: str, mtime_ns: int, size: int) -> str:
+    digest = hashlib.sha256()
+    target = Path(path)
+    files = sorted(p for p in target.rglob("*") if p.is_file()) if target.is_dir() else [target]
+    for file in files:
+        with open(file, "rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest()
+
+
+def parse_metadata_value(value: str) -> Any:
+    """Ultralytics stores Python literals as strings (``"{0: 'person'}"``, ``"[640, 640]"``)."""
+    try:
+        return ast.literal_eval(value)
+    except (ValueError, SyntaxError):
+        return value
+
+
+def names_from_metadata(metadata: Mapping[str, str]) -> tuple[str, ...] | None:
+    raw = metadata.get("names")
+    if raw is None:
+        return None
+    value = parse_metadata_value(raw) if isinstance(raw, str) else raw
+    if isinstance(value, Mapping):
+        return tuple(str(value[k]) for k in sorted(value, key=int))
+    if isinstance(value, (list, tuple)):
+        return tuple(str(v) for v in value)
+    return None
+
+
+def load_names(names: Sequence[str] | str | os.PathLike[str]) -> tuple[str, ...]:
+    """Class names given by the user: a sequence, or a text file with one name per line."""
+    if isinstance(names, (str, os.PathLike)):
+        path = Path(names)
+        if not path.is_file():
+            raise ConfigError(
+                f"Names file {path} does not exist", "Pass a text file with one class name per line."
+            )
+        return tuple(line.strip() for line in path.read_text().splitlines() if line.strip())
+    return tuple(str(n) for n in names)
+
+
+def imgsz_from_metadata(metadata: Mapping[str, str]) -> tuple[int, int] | None:
+    raw = metadata.get("imgsz")
+    if raw is None:
+        return None
+    value = parse_metadata_value(raw) if isinstance(raw, str) else raw
+    if isinstance(value, int):
+        return (value, value)
+    if isinstance(value, (list, tuple)) and len(value) == 2:
+        return (int(value[0]), int(value[1]))
+    return None
+
+
+def normalize_imgsz(imgsz: int | Sequence[int]) -> tuple[int, int]:
+    if isinstance(imgsz, int):
+        size = (imgsz, imgsz)
+    else:
+        values = tuple(int(v) for v in imgsz)
+        size = (values[0], values[0]) if len(values) == 1 else (values[0], values[1])
+    if min(size) <= 0 or size[0] % 32 or size[1] % 32:
+        raise ConfigError(f"Image size {size} is not usable", "Pass a positive multiple of 32, e.g. 640.")
+    return size
+
+
+def infer_layout(shape: Sequence[int | None]) -> Layout:
+    if len(shape) == 4 and shape[1] in (1, 3) and shape[3] not in (1, 3):
+        return "NCHW"
+    if len(shape) == 4 and shape[3] in (1, 3):
+        return "NHWC"
+    raise ModelError(
+        f"Cannot tell the input layout of shape {list(shape)}",
+        "edgecv expects one image input shaped [1,3,H,W] (NCHW) or [1,H,W,3] (NHWC).",
+    )
+
+
+def spatial_size(shape: Sequence[int | None], layout: Layout) -> tuple[int | None, int | None]:
+    return (shape[2], shape[3]) if layout == "NCHW" else (shape[1], shape[2])
+
+
+def resolve_input_size(
+    tensor_shape: Sequence[int | None],
+    layout: Layout,
+    metadata: Mapping[str, str],
+    requested: int | Sequence[int] | None,
+) -> tuple[int, int]:
+    """The letterbox size: fixed by a static input, else the user's, the metadata's or 640."""
+    height, width = spatial_size(tensor_shape, layout)
+    wanted = normalize_imgsz(requested) if requested is not None else None
+    if height is not None and width is not None:
+        if wanted is not None and wanted != (height, width):
+            raise ConfigError(
+                f"The model input is fixed at {height}x{width}; image size {wanted[0]}x{wanted[1]} cannot be used",
+                f"Drop --imgsz or pass {height}, or re-export the model at the size you want.",
+            )
+        return (height, width)
+    return wanted or imgsz_from_metadata(metadata) or (640, 640)
+
+
+def default_names(count: int) -> tuple[str, ...]:
+    return COCO80 if count == len(COCO80) else tuple(f"class{i}" for i in range(count))

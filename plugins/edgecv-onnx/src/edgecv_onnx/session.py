@@ -1,0 +1,113 @@
+"""Everything that touches onnxruntime: session options, providers, tensor descriptions."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import onnxruntime as ort
+
+from edgecv.errors import ConfigError, ModelError
+from edgecv.spec import LoadedModel, TensorSpec
+
+# Tried in this order when the user does not choose: the fastest provider present wins.
+PREFERRED_PROVIDERS = (
+    "TensorrtExecutionProvider",
+    "CUDAExecutionProvider",
+    "OpenVINOExecutionProvider",
+    "CPUExecutionProvider",
+)
+KNOWN_OPTIONS = frozenset({"providers", "threads", "inter_threads", "spinning"})
+
+_ORT_TYPES = {
+    "tensor(float)": "float32",
+    "tensor(float16)": "float16",
+    "tensor(uint8)": "uint8",
+    "tensor(int8)": "int8",
+    "tensor(double)": "float64",
+}
+
+
+class OnnxSession:
+    """An ``InferenceSession`` with its input and output names bound once."""
+
+    def __init__(self, session: ort.InferenceSession) -> None:
+        self.session = session
+        self.input_name = session.get_inputs()[0].name
+        self.output_names = [o.name for o in session.get_outputs()]
+        self.providers = session.get_providers()
+
+    def run(self, tensor: npt.NDArray[Any]) -> list[npt.NDArray[np.float32]]:
+        return self.session.run(self.output_names, {self.input_name: tensor})  # type: ignore[no-any-return]
+
+
+def choose_providers(requested: Sequence[str] | str | None) -> list[str]:
+    available = ort.get_available_providers()
+    if requested is None:
+        return [p for p in PREFERRED_PROVIDERS if p in available]
+    wanted = [requested] if isinstance(requested, str) else list(requested)
+    wanted = [p if p.endswith("ExecutionProvider") else f"{p}ExecutionProvider" for p in wanted]
+    missing = [p for p in wanted if p not in available]
+    if missing:
+        raise ConfigError(
+            f"ONNX Runtime provider(s) {', '.join(missing)} not available (have: {', '.join(available)})",
+            "Install the onnxruntime build that has them (e.g. onnxruntime-gpu) or choose another.",
+        )
+    return wanted
+
+
+def session_options(options: Mapping[str, Any]) -> ort.SessionOptions:
+    settings = ort.SessionOptions()
+    settings.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    threads = options.get("threads")
+    if threads is not None:
+        settings.intra_op_num_threads = int(threads)
+    if options.get("inter_threads") is not None:
+        settings.inter_op_num_threads = int(options["inter_threads"])
+    if options.get("spinning") is not None:
+        settings.add_session_config_entry("session.intra_op.allow_spinning", "1" if options["spinning"] else "0")
+    return settings
+
+
+def _dims(shape: Sequence[Any]) -> tuple[int | None, ...]:
+    return tuple(d if isinstance(d, int) and d > 0 else None for d in shape)
+
+
+def _tensor(arg: Any) -> TensorSpec:
+    return TensorSpec(arg.name, _dims(arg.shape), _ORT_TYPES.get(arg.type, arg.type))
+
+
+def open_session(path: Path, options: Mapping[str, Any]) -> LoadedModel:
+    unknown = set(options) - KNOWN_OPTIONS
+    if unknown:
+        raise ConfigError(
+            f"Unknown ONNX Runtime option(s): {', '.join(sorted(unknown))}",
+            f"Known options: {', '.join(sorted(KNOWN_OPTIONS))}.",
+        )
+    if path.is_dir():
+        raise ModelError(f"{path} is a folder, not an .onnx file", "Pass the .onnx file itself.")
+    providers = choose_providers(options.get("providers"))
+    try:
+        session = ort.InferenceSession(str(path), sess_options=session_options(options), providers=providers)
+    except Exception as exc:  # onnxruntime raises its own exception types for bad files
+        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ModelError(
+            f"ONNX Runtime cannot load {path.name}: {first_line[:200]}",
+            "The file is corrupt, truncated or not an ONNX model: export or download it again.",
+        ) from exc
+    inputs = session.get_inputs()
+    if len(inputs) != 1:
+        raise ModelError(
+            f"{path.name} has {len(inputs)} inputs; edgecv runs models with one image input",
+            "Export the detector with a single image input.",
+        )
+    metadata = dict(session.get_modelmeta().custom_metadata_map)
+    return LoadedModel(
+        session=OnnxSession(session),
+        input=_tensor(inputs[0]),
+        outputs=tuple(_tensor(o) for o in session.get_outputs()),
+        metadata=metadata,
+    )
