@@ -1,7 +1,7 @@
 """Image -> input tensor: letterbox, colour order, scaling, layout, quantization.
 
-One resize, one border copy and one fused conversion (``cv2.dnn.blobFromImage`` for NCHW
-float input); no per-pixel Python.
+One resize, one border copy and one conversion pass per channel; quantized inputs go through a
+256-entry lookup table. No per-pixel Python.
 """
 
 from __future__ import annotations
@@ -62,26 +62,33 @@ def letterbox(
 def to_tensor(canvas: npt.NDArray[np.uint8], spec: InputSpec) -> npt.NDArray[Any]:
     """Convert a letterboxed BGR canvas into the tensor ``spec`` describes (batch of one)."""
     swap = spec.color == "RGB"
+    if spec.quantization is not None:
+        pixels = cv2.LUT(canvas, _quantization_table(spec))
+        pixels = pixels[..., ::-1] if swap else pixels
+        layout = pixels.transpose(2, 0, 1) if spec.layout == "NCHW" else pixels
+        return np.ascontiguousarray(layout)[None]
+    height, width = canvas.shape[:2]
     if spec.layout == "NCHW":
-        tensor = cv2.dnn.blobFromImage(canvas, scalefactor=spec.scale, swapRB=swap)
+        # Plane by plane: cv2.split + one multiply per channel is ~10x faster than
+        # cv2.dnn.blobFromImage on OpenCV 5 and than a strided numpy transpose.
+        tensor = np.empty((1, 3, height, width), np.float32)
+        planes = cv2.split(canvas)
+        for index, plane in enumerate(planes[::-1] if swap else planes):
+            np.multiply(plane, np.float32(spec.scale), out=tensor[0, index], casting="unsafe")
     else:
         pixels = canvas[..., ::-1] if swap else canvas
         tensor = np.multiply(pixels, np.float32(spec.scale), dtype=np.float32)[None]
-    if spec.quantization is not None:
-        return quantize(tensor, spec)
-    if spec.dtype != "float32":
-        return tensor.astype(spec.dtype)
-    return tensor
+    return tensor if spec.dtype == "float32" else tensor.astype(spec.dtype)
 
 
-def quantize(tensor: npt.NDArray[np.float32], spec: InputSpec) -> npt.NDArray[Any]:
-    """Float tensor -> integer tensor with the input's own scale and zero point."""
+def _quantization_table(spec: InputSpec) -> npt.NDArray[Any]:
+    """Pixel value (0..255) -> quantized input value, for ``cv2.LUT``."""
     assert spec.quantization is not None
     info = np.iinfo(np.dtype(spec.dtype))
-    scale = np.float32(np.asarray(spec.quantization.scale, dtype=np.float32).reshape(-1)[0])
-    zero_point = np.float32(np.asarray(spec.quantization.zero_point).reshape(-1)[0])
-    values = np.rint(tensor / scale) + zero_point
-    return np.clip(values, info.min, info.max).astype(spec.dtype)
+    scale = float(np.asarray(spec.quantization.scale, dtype=np.float64).reshape(-1)[0])
+    zero_point = float(np.asarray(spec.quantization.zero_point).reshape(-1)[0])
+    real = np.arange(256, dtype=np.float64) * spec.scale
+    return np.clip(np.rint(real / scale) + zero_point, info.min, info.max).astype(spec.dtype)
 
 
 def preprocess(image: npt.NDArray[np.uint8], spec: InputSpec) -> tuple[npt.NDArray[Any], LetterboxInfo]:

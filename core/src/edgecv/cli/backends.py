@@ -1,0 +1,70 @@
+"""``edgecv backends``: installed plugins, the backends they provide, and whether each can run."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import click
+
+
+@click.command("backends")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+def backends_command(as_json: bool) -> None:
+    """List installed plugins and backends, available or not and why."""
+    from edgecv import plugins
+
+    report = backends_report()
+    if as_json:
+        click.echo(json.dumps(report, indent=2))
+        return
+    for info in report["backends"]:
+        status = "available" if info["available"] else f"unavailable: {info['reason']}"
+        hint = f" ({info['hint']})" if info["hint"] and not info["available"] else ""
+        click.echo(
+            f"{info['name']:<12} {status}{hint}\n"
+            f"{'':<12} formats {', '.join(info['formats'])}; priority {info['priority']}; "
+            f"plugin {info['plugin']} {info['version']}"
+        )
+    for record in plugins.plugin_records():
+        if not record.ok:
+            click.echo(f"broken plugin {record.name} ({record.distribution} {record.version}): {record.error}")
+    if not report["backends"]:
+        click.echo("No backends installed. Install one, e.g. pip install edgecv-onnx")
+
+
+def backends_report() -> dict[str, Any]:
+    from edgecv import plugins
+
+    records = {r.name: r for r in plugins.plugin_records()}
+    backends = []
+    for info in sorted(plugins.backends(), key=lambda b: -b.priority):
+        status = info.availability()
+        record = records.get(info.plugin)
+        backends.append(
+            {
+                "name": info.name,
+                "plugin": info.plugin,
+                "distribution": record.distribution if record else None,
+                "version": record.version if record else None,
+                "formats": list(info.formats),
+                "priority": info.priority,
+                "available": status.available,
+                "reason": status.reason,
+                "hint": status.hint or (info.install_hint if not status.available else ""),
+                "description": info.description,
+            }
+        )
+    plugin_list = [
+        {
+            "name": r.name,
+            "distribution": r.distribution,
+            "version": r.version,
+            "module": r.module,
+            "ok": r.ok,
+            "error": r.error,
+            "backends": list(r.backends),
+        }
+        for r in records.values()
+    ]
+    return {"plugins": plugin_list, "backends": backends}

@@ -1,0 +1,106 @@
+"""``edgecv predict``: detections for images or folders, as text, JSON lines or annotated images."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import click
+
+from edgecv.cli.options import backend_options, model_options
+
+if TYPE_CHECKING:
+    from edgecv.detections import Detections
+
+
+@click.command("predict")
+@click.argument("sources", nargs=-1, required=True)
+@model_options
+@click.option("--conf", type=float, default=0.25, show_default=True, help="Minimum score.")
+@click.option("--iou", type=float, default=0.45, show_default=True, help="NMS IoU threshold.")
+@click.option("--max-det", type=int, default=300, show_default=True, help="Maximum detections per image.")
+@click.option("--classes", default=None, help="Comma-separated class ids to keep.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object per image.")
+@click.option("--save", "save_dir", type=click.Path(file_okay=False), default=None, help="Write annotated images here.")
+def predict_command(
+    sources: tuple[str, ...],
+    model: str | None,
+    backend: str,
+    imgsz: int | None,
+    arch: str | None,
+    names: str | None,
+    threads: int | None,
+    conf: float,
+    iou: float,
+    max_det: int,
+    classes: str | None,
+    as_json: bool,
+    save_dir: str | None,
+) -> None:
+    """Detect objects in image files or folders of images (SOURCES)."""
+    import edgecv
+    from edgecv.errors import ConfigError, EdgecvError, ImageError
+    from edgecv.images import iter_image_files, read_image
+    from edgecv.registry import DEFAULT_MODEL
+
+    files = list(iter_image_files(sources))
+    missing = [f for f in files if not f.exists()]
+    if missing:
+        raise ImageError(f"Image {missing[0]} does not exist", "Check the path.")
+    try:
+        class_ids = tuple(int(c) for c in classes.split(",")) if classes else None
+    except ValueError as exc:
+        raise ConfigError(f"--classes {classes!r} is not a list of class ids", "Pass e.g. --classes 0,2.") from exc
+    loaded = edgecv.load(
+        model or DEFAULT_MODEL,
+        backend,
+        arch=arch,
+        imgsz=imgsz,
+        names=names,
+        conf=conf,
+        iou=iou,
+        max_det=max_det,
+        classes=class_ids,
+        **backend_options(threads),
+    )
+    output = Path(save_dir) if save_dir else None
+    failures = 0
+    for file in files:
+        try:
+            image = read_image(file)
+        except EdgecvError as exc:
+            if len(files) == 1:
+                raise
+            click.echo(f"error: {exc}", err=True)
+            failures += 1
+            continue
+        detections = loaded.predict(image, source=str(file))
+        if as_json:
+            click.echo(json.dumps(detections.to_dict()))
+        else:
+            _print_summary(file, detections)
+        if output is not None:
+            from edgecv.annotate import save_annotated
+
+            save_annotated(image, detections, output / file.name)
+    if failures:
+        raise click.exceptions.Exit(1)
+
+
+def _print_summary(file: Path, detections: Detections) -> None:
+    height, width = detections.image_shape
+    counts: dict[str, int] = {}
+    for label in detections.labels:
+        counts[label] = counts.get(label, 0) + 1
+    found = ", ".join(f"{n} {label}" for label, n in counts.items()) or "no detections"
+    timing = detections.timings
+    stages = (
+        f"  [pre {timing.preprocess:.1f} ms | infer {timing.infer:.1f} ms | post {timing.postprocess:.1f} ms]"
+        if timing
+        else ""
+    )
+    click.echo(f"{file} ({width}x{height}): {found}{stages}")
+    for det in detections:
+        box = ", ".join(f"{v:.1f}" for v in det.box)
+        click.echo(f"  {det.label:<14} {det.score:.3f}  [{box}]")

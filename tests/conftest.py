@@ -1,0 +1,87 @@
+"""Shared fixtures: the read-only assets folder and a clean edgecv environment per test.
+
+Assets are found through ``EDGECV_ASSETS`` or ``../shared/assets`` (then ``./shared/assets``)
+from the working directory, as ``edgecv.registry`` finds them. Missing assets FAIL the run:
+a skipped test would hide that nothing was checked.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+# Variables that change how edgecv resolves models or loads plugins; each test starts without them.
+EDGECV_VARIABLES = (
+    "EDGECV_PLUGINS",
+    "EDGECV_DISABLE_PLUGINS",
+    "EDGECV_MODEL_DIR",
+    "EDGECV_REGISTRY",
+    "EDGECV_MODEL_MIRROR_URL",
+    "EDGECV_CACHE_DIR",
+)
+
+
+def _find_assets() -> Path | None:
+    configured = os.environ.get("EDGECV_ASSETS")
+    if configured:
+        return Path(configured)
+    for candidate in (Path.cwd().parent / "shared" / "assets", Path.cwd() / "shared" / "assets"):
+        if candidate.is_dir():
+            return candidate
+    return None
+
+
+@pytest.fixture(scope="session")
+def assets() -> Path:
+    found = _find_assets()
+    if found is None or not (found / "SOURCES.md").is_file():
+        pytest.fail(
+            f"edgecv test assets not found (EDGECV_ASSETS={os.environ.get('EDGECV_ASSETS')!r}, "
+            f"cwd={Path.cwd()}); set EDGECV_ASSETS or run pytest from the repository root "
+            "next to shared/assets"
+        )
+    return found.resolve()
+
+
+@pytest.fixture(scope="session")
+def models(assets: Path) -> Path:
+    folder = assets / "models"
+    if not folder.is_dir():
+        pytest.fail(f"{folder} is missing")
+    return folder
+
+
+@pytest.fixture(scope="session")
+def bus_path(assets: Path) -> Path:
+    path = assets / "images" / "bus.jpg"
+    if not path.is_file():
+        pytest.fail(f"{path} is missing")
+    return path
+
+
+@pytest.fixture(scope="session")
+def zidane_path(assets: Path) -> Path:
+    path = assets / "images" / "zidane.jpg"
+    if not path.is_file():
+        pytest.fail(f"{path} is missing")
+    return path
+
+
+@pytest.fixture(autouse=True)
+def clean_edgecv_env(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory) -> None:
+    """No inherited EDGECV_* settings, and a private (empty) download cache for every test."""
+    for name in EDGECV_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("EDGECV_CACHE_DIR", str(tmp_path_factory.mktemp("edgecv-cache")))
+
+
+@pytest.fixture
+def fresh_plugins():
+    """A plugin manager rebuilt from entry points for this test, and forgotten afterwards."""
+    from edgecv import plugins
+
+    plugins.reset()
+    yield plugins
+    plugins.reset()
