@@ -12,7 +12,9 @@ BUS = ASSETS / "images" / "bus.jpg"
 MODEL = ASSETS / "models" / "yolov8n_fp32_dequant.onnx"
 
 
-def edgecv(*args: str | Path, env: dict[str, str] | None = None, code: str | None = None) -> subprocess.CompletedProcess[str]:
+def edgecv(
+    *args: str | Path, env: dict[str, str] | None = None, code: str | None = None
+) -> subprocess.CompletedProcess[str]:
     command = [sys.executable, "-c", code] if code else [sys.executable, "-m", "edgecv"]
     return subprocess.run(
         [*command, *map(str, args)],

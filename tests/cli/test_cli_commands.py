@@ -8,7 +8,6 @@ import sys
 from pathlib import Path
 
 import cv2
-
 from cli_helpers import ASSETS, BUS, MODEL, edgecv
 
 REFERENCE_BUS = [("person", 0.907), ("person", 0.901), ("person", 0.900), ("bus", 0.832), ("person", 0.374)]
@@ -53,7 +52,17 @@ def test_predict_folder_and_save(tmp_path: Path) -> None:
 
 
 def test_predict_yolox_with_arch() -> None:
-    result = edgecv("predict", BUS, "--model", ASSETS / "models" / "yolox_nano.onnx", "--arch", "yolox", "--conf", "0.3", "--json")
+    result = edgecv(
+        "predict",
+        BUS,
+        "--model",
+        ASSETS / "models" / "yolox_nano.onnx",
+        "--arch",
+        "yolox",
+        "--conf",
+        "0.3",
+        "--json",
+    )
     found = [(d["label"], d["score"]) for d in json.loads(result.stdout)["detections"]]
     expected = [("bus", 0.909), ("person", 0.855), ("person", 0.806), ("person", 0.687)]
     assert [f[0] for f in found] == [e[0] for e in expected]

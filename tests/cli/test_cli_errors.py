@@ -6,9 +6,8 @@ from pathlib import Path
 
 import onnx
 import pytest
-from onnx import TensorProto, helper
-
 from cli_helpers import BUS, MODEL, assert_one_line_error, edgecv
+from onnx import TensorProto, helper
 
 
 @pytest.fixture(scope="module")
@@ -27,12 +26,17 @@ def bad_files(tmp_path_factory: pytest.TempPathFactory) -> Path:
         [helper.make_tensor_value_info("images", TensorProto.FLOAT, [1, 3, 64, 64])],
         [helper.make_tensor_value_info("pooled", TensorProto.FLOAT, [1, 3, 1, 1])],
     )
-    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)], ir_version=8), folder / "pool.onnx")
+    onnx.save(
+        helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)], ir_version=8),
+        folder / "pool.onnx",
+    )
     return folder
 
 
 def test_missing_image(bad_files: Path) -> None:
-    assert_one_line_error(edgecv("predict", bad_files / "nope.jpg", "--model", MODEL), "nope.jpg does not exist")
+    assert_one_line_error(
+        edgecv("predict", bad_files / "nope.jpg", "--model", MODEL), "nope.jpg does not exist"
+    )
 
 
 def test_truncated_image(bad_files: Path) -> None:
@@ -40,7 +44,9 @@ def test_truncated_image(bad_files: Path) -> None:
 
 
 def test_non_image_file(bad_files: Path) -> None:
-    assert_one_line_error(edgecv("predict", bad_files / "notes.jpg", "--model", MODEL), "Cannot decode", "JPEG")
+    assert_one_line_error(
+        edgecv("predict", bad_files / "notes.jpg", "--model", MODEL), "Cannot decode", "JPEG"
+    )
 
 
 def test_folder_without_images(bad_files: Path) -> None:
@@ -50,35 +56,50 @@ def test_folder_without_images(bad_files: Path) -> None:
 @pytest.mark.parametrize("name", ["model.onnx", "truncated.onnx"])
 def test_corrupt_model(bad_files: Path, name: str) -> None:
     assert_one_line_error(
-        edgecv("predict", BUS, "--model", bad_files / name), f"cannot load {name}", "export or download it again"
+        edgecv("predict", BUS, "--model", bad_files / name),
+        f"cannot load {name}",
+        "export or download it again",
     )
 
 
 def test_text_file_as_model_with_unknown_suffix(bad_files: Path) -> None:
-    assert_one_line_error(edgecv("predict", BUS, "--model", bad_files / "notes.txt"), "No installed backend reads notes.txt")
+    assert_one_line_error(
+        edgecv("predict", BUS, "--model", bad_files / "notes.txt"), "No installed backend reads notes.txt"
+    )
 
 
 def test_missing_model(bad_files: Path) -> None:
-    assert_one_line_error(edgecv("predict", BUS, "--model", bad_files / "nope.onnx"), "nope.onnx does not exist")
+    assert_one_line_error(
+        edgecv("predict", BUS, "--model", bad_files / "nope.onnx"), "nope.onnx does not exist"
+    )
 
 
 def test_unknown_output_layout(bad_files: Path) -> None:
-    line = assert_one_line_error(edgecv("predict", BUS, "--model", bad_files / "pool.onnx"), "[1, 3, 1, 1]", "--arch")
+    line = assert_one_line_error(
+        edgecv("predict", BUS, "--model", bad_files / "pool.onnx"), "[1, 3, 1, 1]", "--arch"
+    )
     for decoder in ("yolov8", "yolov5", "yolox", "end2end"):
         assert decoder in line
 
 
 def test_unknown_backend_lists_installed() -> None:
-    assert_one_line_error(edgecv("predict", BUS, "--model", MODEL, "--backend", "tpu9000"), "Unknown backend 'tpu9000'", "onnx")
+    assert_one_line_error(
+        edgecv("predict", BUS, "--model", MODEL, "--backend", "tpu9000"), "Unknown backend 'tpu9000'", "onnx"
+    )
 
 
 def test_unknown_arch() -> None:
-    assert_one_line_error(edgecv("predict", BUS, "--model", MODEL, "--arch", "yolo99"), "Unknown arch 'yolo99'", "yolox")
+    assert_one_line_error(
+        edgecv("predict", BUS, "--model", MODEL, "--arch", "yolo99"), "Unknown arch 'yolo99'", "yolox"
+    )
 
 
 def test_backend_runtime_missing_names_package() -> None:
     # onnxruntime made unimportable in this process only: the plugin must say what to install.
-    code = "import sys; sys.modules['onnxruntime'] = None; from edgecv.cli import main; sys.argv[0] = 'edgecv'; main()"
+    code = (
+        "import sys; sys.modules['onnxruntime'] = None; "
+        "from edgecv.cli import main; sys.argv[0] = 'edgecv'; main()"
+    )
     result = edgecv("predict", BUS, "--model", MODEL, "--backend", "onnx", code=code)
     assert_one_line_error(result, "not available", "onnxruntime is not installed", "pip install edgecv-onnx")
 

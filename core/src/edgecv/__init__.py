@@ -31,7 +31,25 @@ _LAZY = {
     "EdgecvError": "edgecv.errors",
 }
 
-__all__ = ["__version__", "hookimpl", *_LAZY]
+__all__ = [  # noqa: RUF022 - grouped as in _LAZY
+    "__version__",
+    "hookimpl",
+    "load",
+    "Model",
+    "Detections",
+    "Detection",
+    "StageTimings",
+    "ModelSpec",
+    "InputSpec",
+    "TensorSpec",
+    "Quantization",
+    "LoadedModel",
+    "BackendInfo",
+    "Availability",
+    "LetterboxInfo",
+    "PostprocessOptions",
+    "EdgecvError",
+]
 
 if TYPE_CHECKING:
     from edgecv.backends import Availability, BackendInfo

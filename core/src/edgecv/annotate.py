@@ -15,7 +15,7 @@ from edgecv.errors import EdgecvError
 def colour(class_id: int) -> tuple[int, int, int]:
     """A stable, distinct BGR colour per class (golden-ratio hue steps)."""
     hue = int((class_id * 0.618033988749895 % 1.0) * 179)
-    pixel = cv2.cvtColor(np.uint8([[[hue, 200, 255]]]), cv2.COLOR_HSV2BGR)[0, 0]
+    pixel = cv2.cvtColor(np.array([[[hue, 200, 255]]], dtype=np.uint8), cv2.COLOR_HSV2BGR)[0, 0]
     return int(pixel[0]), int(pixel[1]), int(pixel[2])
 
 
@@ -24,7 +24,7 @@ def draw(image: npt.NDArray[np.uint8], detections: Detections) -> npt.NDArray[np
     canvas = image.copy()
     thickness = max(1, round(sum(canvas.shape[:2]) / 600))
     for det in detections:
-        x1, y1, x2, y2 = (int(round(v)) for v in det.box)
+        x1, y1, x2, y2 = (round(v) for v in det.box)
         bgr = colour(det.class_id)
         cv2.rectangle(canvas, (x1, y1), (x2, y2), bgr, thickness, cv2.LINE_AA)
         text = f"{det.label} {det.score:.2f}"
@@ -33,14 +33,22 @@ def draw(image: npt.NDArray[np.uint8], detections: Detections) -> npt.NDArray[np
         top = max(y1 - th - base - 2, 0)
         cv2.rectangle(canvas, (x1, top), (x1 + tw + 2, top + th + base + 2), bgr, -1)
         cv2.putText(
-            canvas, text, (x1 + 1, top + th + 1), cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255),
-            max(1, thickness - 1), cv2.LINE_AA,
+            canvas,
+            text,
+            (x1 + 1, top + th + 1),
+            cv2.FONT_HERSHEY_SIMPLEX,
+            scale,
+            (255, 255, 255),
+            max(1, thickness - 1),
+            cv2.LINE_AA,
         )
-    return canvas
+    return canvas  # type: ignore[no-any-return]
 
 
 def save_annotated(image: npt.NDArray[np.uint8], detections: Detections, path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     if not cv2.imwrite(str(path), draw(image, detections)):
-        raise EdgecvError(f"Cannot write {path}", "Check that the folder is writable and the suffix is an image type.")
+        raise EdgecvError(
+            f"Cannot write {path}", "Check that the folder is writable and the suffix is an image type."
+        )
     return path

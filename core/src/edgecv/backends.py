@@ -8,6 +8,7 @@ from pathlib import Path
 import attrs
 
 from edgecv.errors import BackendError
+from edgecv.spec import to_tuple
 
 
 @attrs.frozen
@@ -34,7 +35,7 @@ class BackendInfo:
     """
 
     name: str
-    formats: tuple[str, ...] = attrs.field(converter=tuple)
+    formats: tuple[str, ...] = attrs.field(converter=to_tuple)
     priority: int = 0
     check: Callable[[], Availability] = _always_available
     description: str = ""

@@ -10,6 +10,8 @@ import attrs
 import numpy as np
 import numpy.typing as npt
 
+from edgecv.spec import to_tuple
+
 
 @attrs.frozen
 class StageTimings:
@@ -72,7 +74,7 @@ class Detections:
     boxes: npt.NDArray[np.float32] = attrs.field(converter=_as_boxes)
     scores: npt.NDArray[np.float32] = attrs.field(converter=_as_scores)
     class_ids: npt.NDArray[np.int64] = attrs.field(converter=_as_class_ids)
-    names: tuple[str, ...] = attrs.field(default=(), converter=tuple)
+    names: tuple[str, ...] = attrs.field(default=(), converter=to_tuple)
     image_shape: tuple[int, int] = (0, 0)
     """(height, width) of the original image."""
     source: str | None = None

@@ -92,18 +92,39 @@ def accelerators() -> list[Accelerator]:
     found = []
     model = board_model()
     if os.path.exists("/etc/nv_tegra_release") or "jetson" in model.lower():
-        found.append(Accelerator("jetson", model or "NVIDIA Jetson", "pip install edgecv-tensorrt (JetPack ships TensorRT)"))
+        found.append(
+            Accelerator(
+                "jetson", model or "NVIDIA Jetson", "pip install edgecv-tensorrt (JetPack ships TensorRT)"
+            )
+        )
     elif os.path.exists("/proc/driver/nvidia/version") or shutil.which("nvidia-smi"):
-        found.append(Accelerator("nvidia-gpu", read_text("/proc/driver/nvidia/version")[:80] or "NVIDIA GPU",
-                                 "pip install edgecv-onnx onnxruntime-gpu (or edgecv-tensorrt)"))
+        found.append(
+            Accelerator(
+                "nvidia-gpu",
+                read_text("/proc/driver/nvidia/version")[:80] or "NVIDIA GPU",
+                "pip install edgecv-onnx onnxruntime-gpu (or edgecv-tensorrt)",
+            )
+        )
     if "raspberry pi" in model.lower():
         found.append(Accelerator("raspberry-pi", model, "pip install edgecv-ncnn"))
     if glob.glob("/dev/hailo*"):
-        found.append(Accelerator("hailo", ", ".join(glob.glob("/dev/hailo*")), "pip install edgecv-hailo (needs HailoRT)"))
+        found.append(
+            Accelerator(
+                "hailo", ", ".join(glob.glob("/dev/hailo*")), "pip install edgecv-hailo (needs HailoRT)"
+            )
+        )
     if glob.glob("/dev/apex_*"):
-        found.append(Accelerator("coral-pcie", ", ".join(glob.glob("/dev/apex_*")), "pip install edgecv-tflite (needs libedgetpu)"))
+        found.append(
+            Accelerator(
+                "coral-pcie",
+                ", ".join(glob.glob("/dev/apex_*")),
+                "pip install edgecv-tflite (needs libedgetpu)",
+            )
+        )
     if coral_usb_present():
-        found.append(Accelerator("coral-usb", "Coral USB Accelerator", "pip install edgecv-tflite (needs libedgetpu)"))
+        found.append(
+            Accelerator("coral-usb", "Coral USB Accelerator", "pip install edgecv-tflite (needs libedgetpu)")
+        )
     return found
 
 

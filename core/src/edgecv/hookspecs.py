@@ -122,9 +122,7 @@ def edgecv_postprocess(
 
 
 @hookspec
-def edgecv_on_detections(
-    model: Model, image: npt.NDArray[np.uint8], detections: Detections
-) -> None:
+def edgecv_on_detections(model: Model, image: npt.NDArray[np.uint8], detections: Detections) -> None:
     """Observer: ``detections`` were produced for ``image`` by ``model``.
 
     Called for every plugin after each frame, in the caller's thread. Keep it fast; hand slow

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable, Iterator
 from pathlib import Path
+from typing import Any, cast
 
 import cv2
 import numpy as np
@@ -14,10 +15,13 @@ from edgecv.errors import ImageError
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 
-ImageLike = str | os.PathLike[str] | npt.NDArray[np.uint8]
+Image = npt.NDArray[np.uint8]
+"""A BGR image, (H, W, 3) uint8, as OpenCV reads it."""
+
+ImageLike = str | os.PathLike[str] | Image
 
 
-def read_image(path: str | os.PathLike[str]) -> npt.NDArray[np.uint8]:
+def read_image(path: str | os.PathLike[str]) -> Image:
     """Read ``path`` as a BGR uint8 image; truncated or non-image files raise ``ImageError``."""
     file = Path(path)
     if not file.exists():
@@ -26,16 +30,14 @@ def read_image(path: str | os.PathLike[str]) -> npt.NDArray[np.uint8]:
         raise ImageError(f"{file} is a folder, not an image", "Pass image files, or the folder to predict.")
     data = np.fromfile(file, dtype=np.uint8)
     if _truncated(data):
-        raise ImageError(
-            f"Image {file} is truncated ({data.size} bytes)", "Copy or download the file again."
-        )
+        raise ImageError(f"Image {file} is truncated ({data.size} bytes)", "Copy or download the file again.")
     image = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
     if image is None:
         raise ImageError(
             f"Cannot decode {file}: not an image OpenCV can read",
             f"Pass a JPEG, PNG, BMP, WebP or TIFF file ({', '.join(IMAGE_SUFFIXES)}).",
         )
-    return image
+    return cast(Image, image)
 
 
 def _truncated(data: npt.NDArray[np.uint8]) -> bool:
@@ -49,18 +51,18 @@ def _truncated(data: npt.NDArray[np.uint8]) -> bool:
     return False
 
 
-def as_bgr(image: npt.NDArray[np.generic]) -> npt.NDArray[np.uint8]:
+def as_bgr(image: npt.NDArray[Any]) -> Image:
     """Check an array from a caller: BGR uint8 (H, W, 3); grey and BGRA are converted."""
     if not isinstance(image, np.ndarray) or image.dtype != np.uint8:
         kind = image.dtype if isinstance(image, np.ndarray) else type(image).__name__
         raise ImageError(f"Expected a uint8 BGR image array, got {kind}", "Pass cv2.imread(...) output.")
     if image.ndim == 2:
-        return cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
+        return cast(Image, cv2.cvtColor(image, cv2.COLOR_GRAY2BGR))
     if image.ndim == 3 and image.shape[2] == 4:
-        return cv2.cvtColor(image, cv2.COLOR_BGRA2BGR)
+        return cast(Image, cv2.cvtColor(image, cv2.COLOR_BGRA2BGR))
     if image.ndim != 3 or image.shape[2] != 3 or image.shape[0] == 0 or image.shape[1] == 0:
         raise ImageError(f"Expected an image shaped (H, W, 3), got {image.shape}", "Pass a BGR image.")
-    return image
+    return cast(Image, image)
 
 
 def iter_image_files(sources: Iterable[str | os.PathLike[str]]) -> Iterator[Path]:

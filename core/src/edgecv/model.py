@@ -66,7 +66,9 @@ class Model:
     def __call__(self, source: ImageLike, **overrides: Any) -> Detections: ...
 
     @overload
-    def __call__(self, source: list[ImageLike] | tuple[ImageLike, ...], **overrides: Any) -> list[Detections]: ...
+    def __call__(
+        self, source: list[ImageLike] | tuple[ImageLike, ...], **overrides: Any
+    ) -> list[Detections]: ...
 
     def __call__(
         self, source: ImageLike | list[ImageLike] | tuple[ImageLike, ...], **overrides: Any
@@ -130,7 +132,9 @@ class Model:
 
     def __repr__(self) -> str:
         size = "x".join(map(str, self.spec.input.size))
-        return f"Model({self.spec.path.name!r}, backend={self.backend!r}, arch={self.spec.arch!r}, imgsz={size})"
+        return (
+            f"Model({self.spec.path.name!r}, backend={self.backend!r}, arch={self.spec.arch!r}, imgsz={size})"
+        )
 
 
 def build_spec(
@@ -217,7 +221,9 @@ def load(
             f"Its plugin ({info.plugin}) declares the backend but does not implement edgecv_load for it.",
         )
     spec = build_spec(path, info.name, loaded, arch=arch, imgsz=imgsz, names=names)
-    post = PostprocessOptions(conf=conf, iou=iou, max_det=max_det, classes=tuple(classes) if classes else None)
+    post = PostprocessOptions(
+        conf=conf, iou=iou, max_det=max_det, classes=tuple(classes) if classes else None
+    )
     result = Model(spec, loaded.session, state.manager, post, load_ms=(time.perf_counter() - start) * 1e3)
     state.manager.hook.edgecv_on_model_loaded(model=result)
     return result

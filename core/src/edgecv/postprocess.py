@@ -37,11 +37,14 @@ def scale_boxes(boxes: npt.NDArray[np.float32], letterbox: LetterboxInfo) -> npt
     out = (boxes - np.array([left, top, left, top], np.float32)) / np.float32(letterbox.gain)
     np.clip(out[:, 0::2], 0, width, out=out[:, 0::2])
     np.clip(out[:, 1::2], 0, height, out=out[:, 1::2])
-    return out
+    return out  # type: ignore[no-any-return]
 
 
 def postprocess(
-    outputs: Sequence[npt.NDArray[Any]], spec: ModelSpec, letterbox: LetterboxInfo, options: PostprocessOptions
+    outputs: Sequence[npt.NDArray[Any]],
+    spec: ModelSpec,
+    letterbox: LetterboxInfo,
+    options: PostprocessOptions,
 ) -> Detections:
     decoder = DECODERS[spec.arch]
     context = DecodeContext(options.conf, options.multi_label, len(spec.names), letterbox.input_shape)

@@ -6,13 +6,14 @@ One resize, one border copy and one conversion pass per channel; quantized input
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import attrs
 import cv2
 import numpy as np
 import numpy.typing as npt
 
+from edgecv.images import Image
 from edgecv.spec import InputSpec, LetterboxMode
 
 
@@ -50,11 +51,12 @@ def letterbox(
         new_w, new_h = int(width * gain), int(height * gain)
         left = top = 0
     if (new_w, new_h) != (width, height):
-        image = cv2.resize(image, (new_w, new_h), interpolation=cv2.INTER_LINEAR)
+        image = cast(Image, cv2.resize(image, (new_w, new_h), interpolation=cv2.INTER_LINEAR))
     right, bottom = target_w - new_w - left, target_h - new_h - top
     if left or top or right or bottom:
-        image = cv2.copyMakeBorder(
-            image, top, bottom, left, right, cv2.BORDER_CONSTANT, value=(pad_value,) * 3
+        border = cv2.BORDER_CONSTANT
+        image = cast(
+            Image, cv2.copyMakeBorder(image, top, bottom, left, right, border, value=(pad_value,) * 3)
         )
     return image, LetterboxInfo(gain, (left, top), (height, width), (target_h, target_w))
 

@@ -23,7 +23,7 @@ from pathlib import Path
 import attrs
 
 from edgecv.errors import ModelError, RegistryError
-from edgecv.spec import file_sha256
+from edgecv.spec import file_sha256, to_tuple
 
 DEFAULT_MODEL = "yolov8n"
 
@@ -32,7 +32,7 @@ DEFAULT_MODEL = "yolov8n"
 class RegistryEntry:
     file: str
     sha256: str
-    urls: tuple[str, ...] = attrs.field(default=(), converter=tuple)
+    urls: tuple[str, ...] = attrs.field(default=(), converter=to_tuple)
     description: str = ""
 
 
@@ -154,9 +154,8 @@ def resolve(model: str | os.PathLike[str]) -> Path:
 def fetch(name: str, entry: RegistryEntry) -> Path:
     for folder in mirror_dirs():
         candidate = folder / entry.file
-        if candidate.is_file():
-            if file_sha256(candidate) == entry.sha256:
-                return candidate
+        if candidate.is_file() and file_sha256(candidate) == entry.sha256:
+            return candidate
     cached = cache_dir() / "models" / entry.file
     if cached.is_file() and file_sha256(cached) == entry.sha256:
         return cached
@@ -194,7 +193,8 @@ def download(url: str, target: Path, sha256: str, timeout: float = 30.0) -> Path
                 out.write(block)
         if digest.hexdigest() != sha256:
             raise RegistryError(
-                f"{url} has sha256 {digest.hexdigest()[:12]}…, expected {sha256[:12]}…", "The mirror is corrupt."
+                f"{url} has sha256 {digest.hexdigest()[:12]}…, expected {sha256[:12]}…",
+                "The mirror is corrupt.",
             )
         shutil.move(partial, target)
         return target

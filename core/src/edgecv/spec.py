@@ -10,7 +10,7 @@ import ast
 import functools
 import hashlib
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -102,6 +102,11 @@ class LoadedModel:
     layout: Layout | None = None
     """Input layout when the backend knows it; otherwise inferred from the input shape."""
     boxes_normalized: bool | None = None
+
+
+def to_tuple(values: Iterable[str]) -> tuple[str, ...]:
+    """attrs converter: any iterable of strings -> tuple (keeps frozen classes hashable)."""
+    return tuple(values)
 
 
 def file_sha256(path: Path) -> str:
@@ -203,7 +208,8 @@ def resolve_input_size(
     if height is not None and width is not None:
         if wanted is not None and wanted != (height, width):
             raise ConfigError(
-                f"The model input is fixed at {height}x{width}; image size {wanted[0]}x{wanted[1]} cannot be used",
+                f"The model input is fixed at {height}x{width}; "
+                f"image size {wanted[0]}x{wanted[1]} cannot be used",
                 f"Drop --imgsz or pass {height}, or re-export the model at the size you want.",
             )
         return (height, width)

@@ -28,7 +28,9 @@ def backends_command(as_json: bool) -> None:
         )
     for record in plugins.plugin_records():
         if not record.ok:
-            click.echo(f"broken plugin {record.name} ({record.distribution} {record.version}): {record.error}")
+            click.echo(
+                f"broken plugin {record.name} ({record.distribution} {record.version}): {record.error}"
+            )
     if not report["backends"]:
         click.echo("No backends installed. Install one, e.g. pip install edgecv-onnx")
 

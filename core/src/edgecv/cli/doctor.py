@@ -36,10 +36,13 @@ def doctor_command(as_json: bool) -> None:
         return
     click.echo(f"python        {report['python']} on {report['platform']}")
     click.echo(f"board         {report['board'] or 'n/a (no device-tree model)'}")
-    click.echo(f"cpu           {report['cpu']} x{report['cpu_count']}; features: {', '.join(report['cpu_features']) or 'none of note'}")
+    features = ", ".join(report["cpu_features"]) or "none of note"
+    click.echo(f"cpu           {report['cpu']} x{report['cpu_count']}; features: {features}")
     runtimes = ", ".join(f"{k} {v}" for k, v in report["runtimes"].items()) or "none"
     click.echo(f"runtimes      {runtimes}")
-    accels = "; ".join(f"{a.kind} ({a.detail})" for a in found) or "none found (no Jetson, GPU, Hailo or Coral)"
+    accels = (
+        "; ".join(f"{a.kind} ({a.detail})" for a in found) or "none found (no Jetson, GPU, Hailo or Coral)"
+    )
     click.echo(f"accelerators  {accels}")
     for info in report["backends"]:
         state = "available" if info["available"] else f"unavailable: {info['reason']}"

@@ -12,7 +12,9 @@ import click
 @click.option("--to", "target", required=True, help="Target format, e.g. ncnn, tflite, onnx.")
 @click.option("--precision", default="fp32", show_default=True, help="fp32, fp16 or int8.")
 @click.option("--imgsz", type=int, default=None, help="Static input size of the exported model.")
-@click.option("--calib", type=click.Path(exists=True, file_okay=False), default=None, help="Calibration images.")
+@click.option(
+    "--calib", type=click.Path(exists=True, file_okay=False), default=None, help="Calibration images."
+)
 @click.option("--calib-size", type=int, default=None, help="Number of calibration images.")
 @click.option("--output", "-o", required=True, help="Output file or folder.")
 def export_command(

@@ -12,10 +12,16 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 def model_options(func: F) -> F:
     decorators = [
-        click.option("--model", "-m", default=None, help="Model file, folder, or registry name [default: yolov8n]."),
-        click.option("--backend", "-b", default="auto", show_default=True, help="Backend name (see `edgecv backends`)."),
+        click.option(
+            "--model", "-m", default=None, help="Model file, folder, or registry name [default: yolov8n]."
+        ),
+        click.option(
+            "--backend", "-b", default="auto", show_default=True, help="Backend name (see `edgecv backends`)."
+        ),
         click.option("--imgsz", type=int, default=None, help="Input size for models with a dynamic input."),
-        click.option("--arch", default=None, help="Force the output decoder: yolov8, yolov5, yolox, end2end."),
+        click.option(
+            "--arch", default=None, help="Force the output decoder: yolov8, yolov5, yolox, end2end."
+        ),
         click.option("--names", default=None, help="Text file with one class name per line."),
         click.option("--threads", type=int, default=None, help="Runtime threads (backend option)."),
     ]

@@ -22,7 +22,9 @@ if TYPE_CHECKING:
 @click.option("--max-det", type=int, default=300, show_default=True, help="Maximum detections per image.")
 @click.option("--classes", default=None, help="Comma-separated class ids to keep.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object per image.")
-@click.option("--save", "save_dir", type=click.Path(file_okay=False), default=None, help="Write annotated images here.")
+@click.option(
+    "--save", "save_dir", type=click.Path(file_okay=False), default=None, help="Write annotated images here."
+)
 def predict_command(
     sources: tuple[str, ...],
     model: str | None,
@@ -51,7 +53,9 @@ def predict_command(
     try:
         class_ids = tuple(int(c) for c in classes.split(",")) if classes else None
     except ValueError as exc:
-        raise ConfigError(f"--classes {classes!r} is not a list of class ids", "Pass e.g. --classes 0,2.") from exc
+        raise ConfigError(
+            f"--classes {classes!r} is not a list of class ids", "Pass e.g. --classes 0,2."
+        ) from exc
     loaded = edgecv.load(
         model or DEFAULT_MODEL,
         backend,

@@ -7,7 +7,10 @@ import numpy.typing as npt
 
 
 def nms(
-    boxes: npt.NDArray[np.floating], scores: npt.NDArray[np.floating], iou_threshold: float, max_det: int = 300
+    boxes: npt.NDArray[np.floating],
+    scores: npt.NDArray[np.floating],
+    iou_threshold: float,
+    max_det: int = 300,
 ) -> npt.NDArray[np.intp]:
     """Greedy NMS on xyxy ``boxes``; returns kept indices, highest score first.
 

@@ -87,7 +87,9 @@ def raw_diff(got: npt.NDArray[Any], expected: npt.NDArray[Any], atol: float, rto
     diff[np.isnan(diff)] = np.inf
     where = tuple(int(i) for i in np.unravel_index(int(np.argmax(diff)), diff.shape))
     outside = int(np.count_nonzero(diff > atol + rtol * np.abs(expected64)))
-    return RawDiff(float(diff[where]), where, float(got64[where]), float(expected64[where]), outside, diff.size)
+    return RawDiff(
+        float(diff[where]), where, float(got64[where]), float(expected64[where]), outside, diff.size
+    )
 
 
 def format_detections(items: Sequence[tuple[str, float]]) -> str:

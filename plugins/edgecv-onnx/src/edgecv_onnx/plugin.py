@@ -48,7 +48,9 @@ def edgecv_load(backend: str, path: Path, options: Mapping[str, Any]) -> LoadedM
 
 
 @hookimpl
-def edgecv_infer(spec: ModelSpec, session: Any, tensor: npt.NDArray[Any]) -> list[npt.NDArray[np.float32]] | None:
+def edgecv_infer(
+    spec: ModelSpec, session: Any, tensor: npt.NDArray[Any]
+) -> list[npt.NDArray[np.float32]] | None:
     if spec.backend != BACKEND:
         return None
     return session.run(tensor)  # type: ignore[no-any-return]

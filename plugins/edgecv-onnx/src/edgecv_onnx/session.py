@@ -68,7 +68,9 @@ def session_options(options: Mapping[str, Any]) -> ort.SessionOptions:
     if options.get("inter_threads") is not None:
         settings.inter_op_num_threads = int(options["inter_threads"])
     if options.get("spinning") is not None:
-        settings.add_session_config_entry("session.intra_op.allow_spinning", "1" if options["spinning"] else "0")
+        settings.add_session_config_entry(
+            "session.intra_op.allow_spinning", "1" if options["spinning"] else "0"
+        )
     return settings
 
 
