@@ -151,13 +151,15 @@ class BackendConformance:
         if info is None:
             records = plugins.plugin_records()
             installed = ", ".join(
-                f"{r.name} ({r.distribution}: {'broken: ' + r.error if r.error else ', '.join(r.backends) or '-'})"
+                f"{r.name} ({r.distribution}: "
+                f"{'broken: ' + r.error if r.error else ', '.join(r.backends) or 'no backends'})"
                 for r in records
             )
             raise AssertionError(
                 f"No installed plugin registers backend {self.backend!r}. "
                 f"Entry points in group 'edgecv': {installed or 'none'}. "
-                "Is the package installed (pip install -e .) and its [project.entry-points.edgecv] table right?"
+                "Is the package installed (pip install -e .) and is its "
+                "[project.entry-points.edgecv] table right?"
             )
         return info
 
@@ -210,8 +212,8 @@ class BackendConformance:
     def test_backend_accepts_its_model_file(self, conformance_model_path: Path) -> None:
         info = self.registered_backend()
         assert info.accepts_path(conformance_model_path), (
-            f"backend {self.backend!r} (formats {info.formats}) does not accept {conformance_model_path.name}; "
-            "backend='auto' would never pick it for this file"
+            f"backend {self.backend!r} (formats {info.formats}) does not accept "
+            f"{conformance_model_path.name}; backend='auto' would never pick it for this file"
         )
 
     def test_load_describes_the_model(self, conformance_model: Model) -> None:
@@ -225,7 +227,8 @@ class BackendConformance:
         )
         assert tuple(spec.names) == tuple(self.expected_names), (
             f"{len(spec.names)} class names starting {list(spec.names[:3])}, expected "
-            f"{len(self.expected_names)} starting {list(self.expected_names[:3])}: is the file's metadata read?"
+            f"{len(self.expected_names)} starting {list(self.expected_names[:3])}: "
+            "is the file's metadata read?"
         )
         assert spec.arch == self.expected_arch, f"arch is {spec.arch!r}, expected {self.expected_arch!r}"
         assert spec.outputs, "the backend described no outputs"
@@ -249,7 +252,7 @@ class BackendConformance:
         expected = onnxruntime_outputs(reference_model(), ort_input)
         got = self.reference_outputs(conformance_model.infer(tensor), spec)
         assert len(got) == len(expected), f"{len(got)} outputs, onnxruntime gives {len(expected)}"
-        for index, (ours, theirs) in enumerate(zip(got, expected)):
+        for index, (ours, theirs) in enumerate(zip(got, expected, strict=True)):
             assert ours.shape == theirs.shape, (
                 f"output {index} has shape {ours.shape}, onnxruntime's has {theirs.shape}; "
                 "override reference_outputs if the layout legitimately differs"
@@ -257,9 +260,10 @@ class BackendConformance:
             diff = raw_diff(ours, theirs, self.raw_atol, self.raw_rtol)
             record_property(f"raw_max_abs_diff_{index}", diff.max_abs)
             assert diff.outside == 0, (
-                f"output {index}: measured max abs diff {diff.max_abs:.6g} vs onnxruntime at index {diff.where} "
-                f"({self.backend} {diff.got:.6g}, onnxruntime {diff.expected:.6g}); {diff.outside} of "
-                f"{diff.size} values exceed raw_atol={self.raw_atol} + raw_rtol={self.raw_rtol} * |onnxruntime|"
+                f"output {index}: measured max abs diff {diff.max_abs:.6g} vs onnxruntime at index "
+                f"{diff.where} ({self.backend} {diff.got:.6g}, onnxruntime {diff.expected:.6g}); "
+                f"{diff.outside} of {diff.size} values exceed "
+                f"raw_atol={self.raw_atol} + raw_rtol={self.raw_rtol} * |onnxruntime|"
             )
 
     def test_detections_match_reference(
@@ -274,7 +278,7 @@ class BackendConformance:
             f"  expected {format_detections(expected)} (score_tol {self.score_tol})"
         )
         assert [label for label, _ in got] == [label for label, _ in expected], message
-        worst = max((abs(s - e) for (_, s), (_, e) in zip(got, expected)), default=0.0)
+        worst = max((abs(s - e) for (_, s), (_, e) in zip(got, expected, strict=True)), default=0.0)
         assert worst <= self.score_tol, f"{message}\n  largest score difference {worst:.4f}"
 
     def test_boxes_match_onnx_backend(
@@ -293,7 +297,7 @@ class BackendConformance:
         lines = [
             f"  onnx {theirs[i].label} {[round(v, 1) for v in theirs[i].box]} -> "
             + (
-                f"{[round(v, 1) for v in ours[j].box]} (max diff {dist:.2f} px)"
+                f"{[round(v, 1) for v in ours[j].box]} (max diff {dist:.3g} px)"
                 if j is not None
                 else "no match"
             )
@@ -301,7 +305,7 @@ class BackendConformance:
         ]
         worst = max(dist for _, _, dist in pairs) if pairs else 0.0
         assert worst <= self.box_tol_px, (
-            f"boxes differ from the onnx backend's by up to {worst:.2f} px (box_tol_px {self.box_tol_px}):\n"
+            f"boxes differ from the onnx backend's by up to {worst:.3g} px (box_tol_px {self.box_tol_px}):\n"
             + "\n".join(lines)
         )
 
@@ -351,7 +355,7 @@ class BackendConformance:
         assert len(outputs) == len(spec.outputs), (
             f"{len(outputs)} outputs, spec.outputs lists {len(spec.outputs)}"
         )
-        for output, described in zip(outputs, spec.outputs):
+        for output, described in zip(outputs, spec.outputs, strict=True):
             assert isinstance(output, np.ndarray), f"output {described.name!r} is {type(output).__name__}"
             assert output.dtype == np.float32, (
                 f"output {described.name!r} is {output.dtype}, expected float32"
@@ -361,7 +365,7 @@ class BackendConformance:
             )
             mismatched = [
                 (axis, want, have)
-                for axis, (want, have) in enumerate(zip(described.shape, output.shape))
+                for axis, (want, have) in enumerate(zip(described.shape, output.shape, strict=True))
                 if want is not None and want != have
             ]
             assert not mismatched, (

@@ -23,6 +23,7 @@ from edgecv_opencv_dnn import onnxinfo
 
 BACKEND = "opencv-dnn"
 INSTALL_HINT = "pip install opencv-python-headless (4.8 or newer, with the dnn module)."
+KNOWN_OPTIONS = frozenset({"threads"})
 
 
 def check() -> Availability:
@@ -68,17 +69,24 @@ class DnnSession:
 def edgecv_load(backend: str, path: Path, options: Mapping[str, Any]) -> LoadedModel | None:
     if backend != BACKEND:
         return None  # another plugin's backend
-    if options:
+    unknown = set(options) - KNOWN_OPTIONS
+    if unknown:
         raise ConfigError(
-            f"Unknown opencv-dnn option(s): {', '.join(sorted(options))}",
-            "The opencv-dnn backend takes no options; drop them or use backend='onnx'.",
+            f"Unknown opencv-dnn option(s): {', '.join(sorted(unknown))}",
+            f"Known options: {', '.join(sorted(KNOWN_OPTIONS))}.",
         )
+    threads = options.get("threads")
+    if threads is not None and (not isinstance(threads, int) or threads < 1):
+        raise ConfigError(f"threads must be a positive integer, got {threads!r}", "Pass e.g. threads=4.")
     if path.is_dir():
         raise ModelError(f"{path} is a folder, not an .onnx file", "Pass the .onnx file itself.")
     import cv2  # lazy: importing the runtime is the load's cost, not discovery's
 
     if not hasattr(cv2, "dnn"):
         raise BackendError(f"This OpenCV build ({cv2.__version__}) has no dnn module", INSTALL_HINT)
+    if threads is not None:
+        # OpenCV has one thread pool per process: this applies to every cv2 call, not just this model.
+        cv2.setNumThreads(threads)
     try:
         net = cv2.dnn.readNetFromONNX(str(path))
     except cv2.error as exc:
@@ -90,7 +98,7 @@ def edgecv_load(backend: str, path: Path, options: Mapping[str, Any]) -> LoadedM
     try:
         header = onnxinfo.read_header(path)
     except (OSError, onnxinfo.OnnxFormatError) as exc:
-        raise ModelError(f"Cannot read the ONNX graph of {path.name}: {exc}", "Export the model again.") from exc
+        raise ModelError(f"Cannot read the ONNX graph of {path.name}: {exc}", "Export it again.") from exc
     if len(header.inputs) != 1 or header.inputs[0].dtype != "float32":
         raise ModelError(
             f"{path.name} must have one float32 image input for OpenCV DNN, "
@@ -109,7 +117,9 @@ def edgecv_load(backend: str, path: Path, options: Mapping[str, Any]) -> LoadedM
 
 
 @hookimpl
-def edgecv_infer(spec: ModelSpec, session: Any, tensor: npt.NDArray[Any]) -> list[npt.NDArray[np.float32]] | None:
+def edgecv_infer(
+    spec: ModelSpec, session: Any, tensor: npt.NDArray[Any]
+) -> list[npt.NDArray[np.float32]] | None:
     if spec.backend != BACKEND:
         return None  # another backend's model
     return session.run(tensor)  # type: ignore[no-any-return]
