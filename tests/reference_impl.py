@@ -48,12 +48,14 @@ def letterbox_ultralytics(bgr: np.ndarray, size: int) -> tuple[np.ndarray, Place
     """Ultralytics LetterBox(auto=False, scaleup=True, center=True), padding with np.pad."""
     h, w = bgr.shape[:2]
     ratio = min(size / h, size / w)
-    new_w, new_h = int(round(w * ratio)), int(round(h * ratio))
-    resized = bgr if (new_w, new_h) == (w, h) else cv2.resize(bgr, (new_w, new_h), interpolation=cv2.INTER_LINEAR)
+    new_w, new_h = round(w * ratio), round(h * ratio)
+    resized = (
+        bgr if (new_w, new_h) == (w, h) else cv2.resize(bgr, (new_w, new_h), interpolation=cv2.INTER_LINEAR)
+    )
     half_w = (size - new_w) / 2
     half_h = (size - new_h) / 2
-    left, right = int(round(half_w - 0.1)), int(round(half_w + 0.1))
-    top, bottom = int(round(half_h - 0.1)), int(round(half_h + 0.1))
+    left, right = round(half_w - 0.1), round(half_w + 0.1)
+    top, bottom = round(half_h - 0.1), round(half_h + 0.1)
     padded = np.pad(resized, ((top, bottom), (left, right), (0, 0)), mode="constant", constant_values=PAD)
     assert padded.shape[:2] == (size, size), padded.shape
     return padded, Placement(ratio, left, top)
@@ -107,7 +109,9 @@ def decode_ultralytics(output: np.ndarray, conf: float) -> list[RefBox]:
     for row in table[table[:, 4:].max(axis=1) > conf]:
         class_id = int(np.argmax(row[4:]))
         cx, cy, bw, bh = (float(v) for v in row[:4])
-        found.append(RefBox(cx - bw / 2, cy - bh / 2, cx + bw / 2, cy + bh / 2, float(row[4 + class_id]), class_id))
+        found.append(
+            RefBox(cx - bw / 2, cy - bh / 2, cx + bw / 2, cy + bh / 2, float(row[4 + class_id]), class_id)
+        )
     return found
 
 
@@ -128,7 +132,7 @@ def decode_yolox(output: np.ndarray, size: int, conf: float) -> list[RefBox]:
     grid = yolox_grid(size)
     assert len(grid) == len(rows), (len(grid), len(rows))
     found = []
-    for (gx, gy, stride), row in zip(grid, rows):
+    for (gx, gy, stride), row in zip(grid, rows, strict=True):
         class_scores = row[5:] * row[4]
         class_id = int(np.argmax(class_scores))
         score = float(class_scores[class_id])
@@ -162,7 +166,9 @@ def to_original(boxes: list[RefBox], place: Placement, height: int, width: int) 
 # --- whole pipeline -----------------------------------------------------------------------------
 
 
-def detect(model_path: Path, image_path: Path, arch: str, conf: float = 0.25, iou_threshold: float = 0.45) -> list[RefBox]:
+def detect(
+    model_path: Path, image_path: Path, arch: str, conf: float = 0.25, iou_threshold: float = 0.45
+) -> list[RefBox]:
     """Detections in original-image pixels, highest score first."""
     bgr = cv2.imread(str(image_path), cv2.IMREAD_COLOR)
     assert bgr is not None, image_path
@@ -177,9 +183,6 @@ def detect(model_path: Path, image_path: Path, arch: str, conf: float = 0.25, io
         rgb = canvas[:, :, [2, 1, 0]]
         chw = np.transpose(rgb.astype(np.float32) / 255.0, (2, 0, 1))
     (output,) = session.run(None, {model_input.name: np.ascontiguousarray(chw[np.newaxis])})
-    if arch == "yolox":
-        candidates = decode_yolox(output, size, conf)
-    else:
-        candidates = decode_ultralytics(output, conf)
+    candidates = decode_yolox(output, size, conf) if arch == "yolox" else decode_ultralytics(output, conf)
     kept = greedy_nms_per_class(candidates, iou_threshold)
     return to_original(kept, place, bgr.shape[0], bgr.shape[1])

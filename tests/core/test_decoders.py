@@ -16,7 +16,9 @@ from edgecv.preprocess import LetterboxInfo
 from edgecv.spec import InputSpec, ModelSpec, TensorSpec
 
 
-def context(conf: float = 0.25, multi_label: bool = False, size=(640, 640), num_classes: int = 80) -> DecodeContext:
+def context(
+    conf: float = 0.25, multi_label: bool = False, size=(640, 640), num_classes: int = 80
+) -> DecodeContext:
     return DecodeContext(conf=conf, multi_label=multi_label, num_classes=num_classes, input_size=size)
 
 
@@ -58,8 +60,10 @@ def test_yolov8_decode_multi_label_keeps_every_class_above_conf() -> None:
 def test_yolov8_decode_transposed_output_gives_the_same_candidates() -> None:
     raw = yolov8_raw(anchors=120)
     straight = by_score(DECODERS["yolov8"].decode([raw], context()))
-    transposed = by_score(DECODERS["yolov8"].decode([np.ascontiguousarray(raw.transpose(0, 2, 1))], context()))
-    for a, b in zip(straight, transposed):
+    transposed = by_score(
+        DECODERS["yolov8"].decode([np.ascontiguousarray(raw.transpose(0, 2, 1))], context())
+    )
+    for a, b in zip(straight, transposed, strict=True):
         np.testing.assert_array_equal(a, b)
     assert len(straight[0]) == 2
 
@@ -327,7 +331,10 @@ def test_postprocess_agnostic_nms_suppresses_across_classes() -> None:
 
 def test_postprocess_classes_filter_and_max_det() -> None:
     spec = make_spec()
-    assert postprocess(synthetic_outputs(), spec, LETTERBOX, PostprocessOptions(classes=(1, 2))).labels == ["b", "c"]
+    assert postprocess(synthetic_outputs(), spec, LETTERBOX, PostprocessOptions(classes=(1, 2))).labels == [
+        "b",
+        "c",
+    ]
     assert postprocess(synthetic_outputs(), spec, LETTERBOX, PostprocessOptions(max_det=1)).labels == ["a"]
     assert len(postprocess(synthetic_outputs(), spec, LETTERBOX, PostprocessOptions(conf=0.95))) == 0
 

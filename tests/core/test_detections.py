@@ -110,7 +110,12 @@ def test_to_dict_shape_and_rounding(dets: Detections) -> None:
     assert len(data["detections"]) == 4
     first = data["detections"][0]
     assert set(first) == {"label", "class_id", "score", "box"}
-    assert first == {"label": "person", "class_id": 0, "score": pytest.approx(0.9), "box": [0.0, 0.0, 10.0, 10.0]}
+    assert first == {
+        "label": "person",
+        "class_id": 0,
+        "score": pytest.approx(0.9),
+        "box": [0.0, 0.0, 10.0, 10.0],
+    }
     assert data["detections"][2]["box"] == [1.25, 2.5, 3.75, 4.12]
 
 

@@ -38,7 +38,9 @@ def test_center_letterbox_tall_image_pads_left_and_right() -> None:
     image = random_image(100, 30)  # gain 0.64 -> 19.2 -> 19 columns; 45 columns of padding
     canvas, info = letterbox(image, (64, 64), "center", pad_value=0)
     assert info.pad == (22, 0) and info.gain == pytest.approx(0.64)
-    np.testing.assert_array_equal(canvas[:, 22:41], cv2.resize(image, (19, 64), interpolation=cv2.INTER_LINEAR))
+    np.testing.assert_array_equal(
+        canvas[:, 22:41], cv2.resize(image, (19, 64), interpolation=cv2.INTER_LINEAR)
+    )
     assert (canvas[:, :22] == 0).all() and (canvas[:, 41:] == 0).all()
     assert canvas[:, 41:].shape[1] == 23
 

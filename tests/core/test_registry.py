@@ -9,7 +9,7 @@ import json
 import shutil
 import socket
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import attrs
@@ -35,7 +35,7 @@ class Server:
 class _QuietHandler(http.server.SimpleHTTPRequestHandler):
     requests: list[str]
 
-    def log_message(self, format, *args) -> None:  # noqa: A002 - the stdlib's name
+    def log_message(self, format, *args) -> None:
         pass
 
     def do_GET(self) -> None:
@@ -83,11 +83,49 @@ def write_registry(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, entries: dic
     monkeypatch.setenv("EDGECV_REGISTRY", str(path))
 
 
+def register_payload(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, urls: list[str], sha256: str = PAYLOAD_SHA
+) -> None:
+    """Registry entry ``payload`` -> payload.bin with ``sha256``, downloadable from ``urls``."""
+    write_registry(
+        tmp_path, monkeypatch, {"payload": {"file": "payload.bin", "sha256": sha256, "urls": urls}}
+    )
+
+
 def closed_port_url() -> str:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     return f"http://127.0.0.1:{port}/nothing-listens-here.bin"
+
+
+@pytest.fixture
+def raw_tcp_server() -> Iterator[Callable[[bytes], str]]:
+    """``start(reply)``: a one-shot TCP service on 127.0.0.1 answering any request with ``reply``."""
+    sockets: list[socket.socket] = []
+
+    def start(reply: bytes) -> str:
+        listener = socket.socket()
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        listener.settimeout(10)
+        sockets.append(listener)
+
+        def answer() -> None:
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return
+            with conn:
+                conn.recv(4096)
+                conn.sendall(reply)
+
+        threading.Thread(target=answer, daemon=True).start()
+        return f"http://127.0.0.1:{listener.getsockname()[1]}"
+
+    yield start
+    for listener in sockets:
+        listener.close()
 
 
 def cache_files(cache: Path) -> list[str]:
@@ -119,7 +157,7 @@ def test_model_dir_mirror_wins_over_assets_and_cache(
         (folder / "payload.bin").write_bytes(PAYLOAD)
     (cache / "models").mkdir(parents=True)
     (cache / "models" / "payload.bin").write_bytes(PAYLOAD)
-    write_registry(tmp_path, monkeypatch, {"payload": {"file": "payload.bin", "sha256": PAYLOAD_SHA, "urls": [f"{server.url}/payload.bin"]}})
+    register_payload(tmp_path, monkeypatch, [f"{server.url}/payload.bin"])
     monkeypatch.setenv("EDGECV_MODEL_DIR", f"{first}:{second}")
     assert registry.resolve("payload") == first / "payload.bin"
     monkeypatch.setenv("EDGECV_MODEL_DIR", f"{second}:{first}")
@@ -135,7 +173,7 @@ def test_mirror_file_with_wrong_sha_is_skipped(
     good.mkdir()
     (corrupt / "payload.bin").write_bytes(PAYLOAD[:-1] + b"!")
     (good / "payload.bin").write_bytes(PAYLOAD)
-    write_registry(tmp_path, monkeypatch, {"payload": {"file": "payload.bin", "sha256": PAYLOAD_SHA}})
+    register_payload(tmp_path, monkeypatch, [])
     monkeypatch.setenv("EDGECV_MODEL_DIR", f"{corrupt}:{good}")
     assert registry.resolve("payload") == good / "payload.bin"
 
@@ -147,7 +185,7 @@ def test_corrupt_mirror_falls_back_to_download(
     corrupt.mkdir()
     (corrupt / "payload.bin").write_bytes(b"truncated")
     (server.root / "payload.bin").write_bytes(PAYLOAD)
-    write_registry(tmp_path, monkeypatch, {"payload": {"file": "payload.bin", "sha256": PAYLOAD_SHA, "urls": [f"{server.url}/payload.bin"]}})
+    register_payload(tmp_path, monkeypatch, [f"{server.url}/payload.bin"])
     monkeypatch.setenv("EDGECV_MODEL_DIR", str(corrupt))
     path = registry.resolve("payload")
     assert path == cache / "models" / "payload.bin"
@@ -160,7 +198,7 @@ def test_verified_cache_is_used_without_downloading(
 ) -> None:
     (cache / "models").mkdir(parents=True)
     (cache / "models" / "payload.bin").write_bytes(PAYLOAD)
-    write_registry(tmp_path, monkeypatch, {"payload": {"file": "payload.bin", "sha256": PAYLOAD_SHA, "urls": [f"{server.url}/payload.bin"]}})
+    register_payload(tmp_path, monkeypatch, [f"{server.url}/payload.bin"])
     assert registry.resolve("payload") == cache / "models" / "payload.bin"
     assert server.requests == []
 
@@ -172,7 +210,7 @@ def test_download_lands_in_the_cache_with_the_right_sha(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, cache: Path, server: Server, no_assets: Path
 ) -> None:
     (server.root / "payload.bin").write_bytes(PAYLOAD)
-    write_registry(tmp_path, monkeypatch, {"payload": {"file": "payload.bin", "sha256": PAYLOAD_SHA, "urls": [f"{server.url}/payload.bin"]}})
+    register_payload(tmp_path, monkeypatch, [f"{server.url}/payload.bin"])
     path = registry.resolve("payload")
     assert path == cache / "models" / "payload.bin"
     assert hashlib.sha256(path.read_bytes()).hexdigest() == PAYLOAD_SHA
@@ -189,7 +227,7 @@ def test_cached_file_with_wrong_sha_is_downloaded_again(
     (cache / "models").mkdir(parents=True)
     (cache / "models" / "payload.bin").write_bytes(b"stale")
     (server.root / "payload.bin").write_bytes(PAYLOAD)
-    write_registry(tmp_path, monkeypatch, {"payload": {"file": "payload.bin", "sha256": PAYLOAD_SHA, "urls": [f"{server.url}/payload.bin"]}})
+    register_payload(tmp_path, monkeypatch, [f"{server.url}/payload.bin"])
     assert registry.resolve("payload").read_bytes() == PAYLOAD
     assert server.requests == ["/payload.bin"]
 
@@ -198,7 +236,7 @@ def test_wrong_sha_download_raises_and_leaves_nothing_in_the_cache(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, cache: Path, server: Server, no_assets: Path
 ) -> None:
     (server.root / "payload.bin").write_bytes(PAYLOAD)
-    write_registry(tmp_path, monkeypatch, {"payload": {"file": "payload.bin", "sha256": OTHER_SHA, "urls": [f"{server.url}/payload.bin"]}})
+    register_payload(tmp_path, monkeypatch, [f"{server.url}/payload.bin"], sha256=OTHER_SHA)
     with pytest.raises(RegistryError) as caught:
         registry.resolve("payload")
     assert "sha256" in str(caught.value)
@@ -210,7 +248,7 @@ def test_unreachable_url_raises_registry_error_and_leaves_nothing(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, cache: Path, no_assets: Path
 ) -> None:
     url = closed_port_url()
-    write_registry(tmp_path, monkeypatch, {"payload": {"file": "payload.bin", "sha256": PAYLOAD_SHA, "urls": [url]}})
+    register_payload(tmp_path, monkeypatch, [url])
     with pytest.raises(RegistryError) as caught:
         registry.resolve("payload")
     assert url in str(caught.value)
@@ -220,10 +258,60 @@ def test_unreachable_url_raises_registry_error_and_leaves_nothing(
 def test_http_404_raises_registry_error(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, cache: Path, server: Server, no_assets: Path
 ) -> None:
-    write_registry(tmp_path, monkeypatch, {"payload": {"file": "payload.bin", "sha256": PAYLOAD_SHA, "urls": [f"{server.url}/missing.bin"]}})
+    register_payload(tmp_path, monkeypatch, [f"{server.url}/missing.bin"])
     with pytest.raises(RegistryError, match="404"):
         registry.resolve("payload")
     assert cache_files(cache) == []
+
+
+def test_truncated_transfer_raises_and_leaves_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, cache: Path, raw_tcp_server, no_assets: Path
+) -> None:
+    # The connection drops after 100 of the announced 100000 bytes.
+    url = raw_tcp_server(b"HTTP/1.0 200 OK\r\nContent-Length: 100000\r\n\r\n" + PAYLOAD[:100])
+    register_payload(tmp_path, monkeypatch, [f"{url}/payload.bin"])
+    with pytest.raises(RegistryError):
+        registry.resolve("payload")
+    assert cache_files(cache) == []
+
+
+def test_non_http_service_at_the_url_is_a_registry_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, cache: Path, raw_tcp_server, no_assets: Path
+) -> None:
+    # e.g. EDGECV_MODEL_MIRROR_URL pointing at the wrong port: http.client raises BadStatusLine.
+    url = raw_tcp_server(b"SSH-2.0-OpenSSH_9.6\r\n")
+    register_payload(tmp_path, monkeypatch, [f"{url}/payload.bin"])
+    with pytest.raises(RegistryError):
+        registry.resolve("payload")
+    assert cache_files(cache) == []
+
+
+def test_non_http_mirror_falls_through_to_the_entry_url(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    cache: Path,
+    server: Server,
+    raw_tcp_server,
+    no_assets: Path,
+) -> None:
+    (server.root / "payload.bin").write_bytes(PAYLOAD)
+    register_payload(tmp_path, monkeypatch, [f"{server.url}/payload.bin"])
+    monkeypatch.setenv("EDGECV_MODEL_MIRROR_URL", raw_tcp_server(b"SSH-2.0-OpenSSH_9.6\r\n"))
+    assert registry.resolve("payload").read_bytes() == PAYLOAD
+    assert server.requests == ["/payload.bin"]
+
+
+def test_unusable_cache_dir_is_a_registry_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, server: Server, no_assets: Path
+) -> None:
+    # e.g. a read-only home on an edge device; here the cache "folder" is a regular file.
+    not_a_folder = tmp_path / "cache-is-a-file"
+    not_a_folder.write_text("")
+    monkeypatch.setenv("EDGECV_CACHE_DIR", str(not_a_folder))
+    (server.root / "payload.bin").write_bytes(PAYLOAD)
+    register_payload(tmp_path, monkeypatch, [f"{server.url}/payload.bin"])
+    with pytest.raises(RegistryError):
+        registry.resolve("payload")
 
 
 def test_failed_url_falls_through_to_the_next(
@@ -234,7 +322,7 @@ def test_failed_url_falls_through_to_the_next(
     (server.root / "good" / "payload.bin").write_bytes(PAYLOAD)
     (server.root / "bad" / "payload.bin").write_bytes(b"corrupt")
     urls = [closed_port_url(), f"{server.url}/bad/payload.bin", f"{server.url}/good/payload.bin"]
-    write_registry(tmp_path, monkeypatch, {"payload": {"file": "payload.bin", "sha256": PAYLOAD_SHA, "urls": urls}})
+    register_payload(tmp_path, monkeypatch, urls)
     assert registry.resolve("payload").read_bytes() == PAYLOAD
     assert server.requests == ["/bad/payload.bin", "/good/payload.bin"]
     assert cache_files(cache) == ["payload.bin"]
@@ -246,7 +334,7 @@ def test_mirror_url_is_tried_before_the_entry_urls(
     (server.root / "fleet").mkdir()
     (server.root / "fleet" / "payload.bin").write_bytes(PAYLOAD)
     (server.root / "upstream.bin").write_bytes(PAYLOAD)
-    write_registry(tmp_path, monkeypatch, {"payload": {"file": "payload.bin", "sha256": PAYLOAD_SHA, "urls": [f"{server.url}/upstream.bin"]}})
+    register_payload(tmp_path, monkeypatch, [f"{server.url}/upstream.bin"])
     monkeypatch.setenv("EDGECV_MODEL_MIRROR_URL", f"{server.url}/fleet/")
     assert registry.resolve("payload").read_bytes() == PAYLOAD
     assert server.requests == ["/fleet/payload.bin"]
@@ -255,7 +343,7 @@ def test_mirror_url_is_tried_before_the_entry_urls(
 def test_name_without_any_source_raises(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, cache: Path, no_assets: Path
 ) -> None:
-    write_registry(tmp_path, monkeypatch, {"payload": {"file": "payload.bin", "sha256": PAYLOAD_SHA}})
+    register_payload(tmp_path, monkeypatch, [])
     with pytest.raises(RegistryError, match="EDGECV_MODEL_DIR"):
         registry.resolve("payload")
 
@@ -280,7 +368,9 @@ def test_missing_path_is_a_model_error(tmp_path: Path, monkeypatch: pytest.Monke
         registry.resolve(missing)
 
 
-def test_unreadable_registry_file_is_a_registry_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_unreadable_registry_file_is_a_registry_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     bad = tmp_path / "registry.json"
     bad.write_text("{not json")
     monkeypatch.setenv("EDGECV_REGISTRY", str(bad))
@@ -292,7 +382,12 @@ def test_unreadable_registry_file_is_a_registry_error(tmp_path: Path, monkeypatc
 
 
 def test_load_registry_name_downloaded_from_local_mirror(
-    monkeypatch: pytest.MonkeyPatch, cache: Path, server: Server, no_assets: Path, models: Path, bus_path: Path
+    monkeypatch: pytest.MonkeyPatch,
+    cache: Path,
+    server: Server,
+    no_assets: Path,
+    models: Path,
+    bus_path: Path,
 ) -> None:
     shutil.copyfile(models / "yolov8n_int8.onnx", server.root / "yolov8n_int8.onnx")
     monkeypatch.setenv("EDGECV_MODEL_MIRROR_URL", server.url)

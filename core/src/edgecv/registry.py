@@ -12,6 +12,7 @@ replaces entries (a fleet's own models).
 from __future__ import annotations
 
 import hashlib
+import http.client
 import json
 import os
 import shutil
@@ -182,9 +183,15 @@ def fetch(name: str, entry: RegistryEntry) -> Path:
 
 def download(url: str, target: Path, sha256: str, timeout: float = 30.0) -> Path:
     """Download ``url`` to ``target`` atomically; keep it only when its sha256 matches."""
-    target.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        handle, partial_name = tempfile.mkstemp(dir=target.parent, prefix=target.name, suffix=".part")
+    except OSError as exc:
+        raise RegistryError(
+            f"Cannot write to the model cache {target.parent}: {exc}",
+            "Set EDGECV_CACHE_DIR to a writable folder.",
+        ) from exc
     digest = hashlib.sha256()
-    handle, partial_name = tempfile.mkstemp(dir=target.parent, prefix=target.name, suffix=".part")
     partial = Path(partial_name)
     try:
         with os.fdopen(handle, "wb") as out, urllib.request.urlopen(url, timeout=timeout) as response:
@@ -198,7 +205,7 @@ def download(url: str, target: Path, sha256: str, timeout: float = 30.0) -> Path
             )
         shutil.move(partial, target)
         return target
-    except (urllib.error.URLError, OSError, ValueError) as exc:
+    except (urllib.error.URLError, http.client.HTTPException, OSError, ValueError) as exc:
         raise RegistryError(f"{url}: {exc}") from exc
     finally:
         partial.unlink(missing_ok=True)

@@ -50,8 +50,9 @@ def choose_decoder(
         if decoder.matches(shapes, num_classes, input_size):
             return decoder
     shown = ", ".join(str([d if d is not None else "?" for d in s]) for s in shapes)
+    classes = f" with {num_classes} class names" if num_classes is not None else ""
     raise DecodeError(
-        f"No decoder understands the output layout {shown}; supported: {supported_layouts()}",
-        "If the model is one of these, pass --arch NAME (arch= in Python); "
-        "otherwise implement edgecv_postprocess in a plugin.",
+        f"No decoder understands the output layout {shown}{classes}; supported: {supported_layouts()}",
+        "If the model is one of these, pass --arch NAME (arch= in Python) and check that --names "
+        "matches the model's class count; otherwise implement edgecv_postprocess in a plugin.",
     )

@@ -44,11 +44,11 @@ def batched_nms(
 ) -> npt.NDArray[np.intp]:
     """Class-aware NMS: boxes of different classes never suppress each other.
 
-    Shifts each class into its own coordinate range (offset larger than any box), so a single
-    ``nms`` pass does all classes at once.
+    Shifts each class into its own coordinate range (offset larger than the span of all boxes,
+    which may be negative before clipping), so a single ``nms`` pass does all classes at once.
     """
     if len(boxes) == 0:
         return np.zeros(0, dtype=np.intp)
     boxes = boxes.astype(np.float64, copy=False)
-    offset = class_ids.astype(np.float64)[:, None] * (float(np.abs(boxes).max()) + 1.0)
+    offset = class_ids.astype(np.float64)[:, None] * (float(boxes.max() - boxes.min()) + 1.0)
     return nms(boxes + offset, scores, iou_threshold, max_det)

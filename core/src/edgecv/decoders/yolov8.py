@@ -16,8 +16,9 @@ from edgecv.decoders.base import Candidates, DecodeContext, Decoder, Shape, sele
 
 def decode_yolov8(outputs: Sequence[npt.NDArray[Any]], context: DecodeContext) -> Candidates:
     raw = outputs[0][0]
-    if raw.shape[0] > raw.shape[1]:  # some exports emit [1, N, 4 + C]
-        raw = raw.T
+    channels = 4 + context.num_classes
+    if raw.shape[0] != channels and (raw.shape[1] == channels or raw.shape[0] > raw.shape[1]):
+        raw = raw.T  # some exports emit [1, N, 4 + C]
     # The transposed view makes each row one anchor without copying the 84 x N block.
     class_scores = raw[4:].T
     rows, scores, class_ids = select_scores(class_scores, context)
