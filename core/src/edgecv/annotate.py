@@ -31,6 +31,7 @@ def draw(image: npt.NDArray[np.uint8], detections: Detections) -> npt.NDArray[np
         scale = thickness / 3
         (tw, th), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, max(1, thickness - 1))
         top = max(y1 - th - base - 2, 0)
+        x1 = max(min(x1, canvas.shape[1] - tw - 2), 0)  # keep the tag inside the image
         cv2.rectangle(canvas, (x1, top), (x1 + tw + 2, top + th + base + 2), bgr, -1)
         cv2.putText(
             canvas,

@@ -106,6 +106,17 @@ def edgecv_infer(spec: ModelSpec, session: Any, tensor: npt.NDArray[Any]) -> lis
 
 
 @hookspec(firstresult=True)
+def edgecv_bare_infer(spec: ModelSpec, session: Any) -> Callable[[npt.NDArray[Any]], object] | None:
+    """Return a callable that runs the runtime itself on a prepared tensor, with no edgecv around it.
+
+    Called by ``edgecv bench`` once per model to time the bare runtime on the same tensor as the
+    pipeline, so the overhead ratio (end-to-end / bare) is measured, not guessed. The callable
+    should be exactly what a hand-written script would call (e.g. ``session.run(names, feeds)``).
+    Return ``None`` when ``spec.backend`` is not yours; the first non-``None`` result wins.
+    """
+
+
+@hookspec(firstresult=True)
 def edgecv_postprocess(
     outputs: Sequence[npt.NDArray[Any]],
     spec: ModelSpec,

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, overload
 
@@ -28,6 +28,7 @@ from edgecv.spec import (
     InputSpec,
     LoadedModel,
     ModelSpec,
+    Quantization,
     default_names,
     infer_layout,
     load_names,
@@ -122,12 +123,24 @@ class Model:
             )
         return outputs  # type: ignore[no-any-return]
 
+    def bare_infer(self) -> Callable[[npt.NDArray[Any]], object]:
+        """The runtime's own call for this model, without edgecv (for overhead measurements)."""
+        runner = self._hook.edgecv_bare_infer(spec=self.spec, session=self.session)
+        if runner is None:
+            raise BackendError(
+                f"Backend {self.spec.backend!r} does not expose its bare runtime call",
+                "Its plugin should implement edgecv_bare_infer.",
+            )
+        return runner  # type: ignore[no-any-return]
+
     def postprocess(
         self, outputs: Sequence[npt.NDArray[Any]], letterbox: LetterboxInfo, options: PostprocessOptions
     ) -> Detections:
         detections = self._hook.edgecv_postprocess(
             outputs=outputs, spec=self.spec, letterbox=letterbox, options=options
         )
+        if detections is None:
+            raise BackendError("No plugin postprocessed the frame", "Check the installed plugins.")
         return detections  # type: ignore[no-any-return]
 
     def __repr__(self) -> str:
@@ -156,14 +169,21 @@ def build_spec(
     decoder = choose_decoder(shapes, len(class_names) if class_names else None, size, metadata, arch)
     if class_names is None:
         class_names = default_names(_class_count(decoder.name, shapes))
+    recipe = dict(decoder.preprocessing)
+    quantization = tensor.quantization
+    if quantization is None and tensor.dtype in ("uint8", "int8"):
+        # An integer input without declared quantization takes pixel values as they are
+        # (int8: shifted by -128), not the float recipe's 0..1 scaling.
+        recipe["scale"] = 1.0
+        quantization = Quantization(scale=1.0, zero_point=0 if tensor.dtype == "uint8" else -128)
     input_spec = InputSpec(
         name=tensor.name,
         shape=tensor.shape,
         layout=layout,
         dtype=tensor.dtype,
         size=size,
-        quantization=tensor.quantization,
-        **decoder.preprocessing,
+        quantization=quantization,
+        **recipe,
     )
     return ModelSpec(
         path=path,

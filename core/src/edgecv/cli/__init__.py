@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import os
 import sys
 import warnings
@@ -10,10 +11,16 @@ from typing import Any
 import click
 
 from edgecv import __version__
-from edgecv.cli.backends import backends_command
-from edgecv.cli.doctor import doctor_command
-from edgecv.cli.export import export_command
-from edgecv.cli.predict import predict_command
+
+# Command name -> "module:attribute"; a module is imported only when its command is used or listed.
+COMMANDS = {
+    "predict": "edgecv.cli.predict:predict_command",
+    "val": "edgecv.cli.val:val_command",
+    "bench": "edgecv.cli.bench:bench_command",
+    "export": "edgecv.cli.export:export_command",
+    "backends": "edgecv.cli.backends:backends_command",
+    "doctor": "edgecv.cli.doctor:doctor_command",
+}
 
 
 def _one_line_warning(message: Warning | str, category: type[Warning], *args: Any, **kwargs: Any) -> None:
@@ -22,6 +29,17 @@ def _one_line_warning(message: Warning | str, category: type[Warning], *args: An
 
 class EdgecvGroup(click.Group):
     """Turns every failure into one ``error:`` line and exit 1; ``--debug`` shows the traceback."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return list(COMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        target = COMMANDS.get(cmd_name)
+        if target is None:
+            return None
+        module, _, attribute = target.partition(":")
+        command: click.Command = getattr(importlib.import_module(module), attribute)
+        return command
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
@@ -63,12 +81,6 @@ def cli(debug: bool) -> None:
     """edgecv: run computer-vision detectors fast and reliably on edge hardware."""
     if not debug and os.environ.get("EDGECV_DEBUG") != "1":
         warnings.showwarning = _one_line_warning
-
-
-cli.add_command(predict_command)
-cli.add_command(backends_command)
-cli.add_command(doctor_command)
-cli.add_command(export_command)
 
 
 def main() -> None:

@@ -54,5 +54,6 @@ def choose_decoder(
     raise DecodeError(
         f"No decoder understands the output layout {shown}{classes}; supported: {supported_layouts()}",
         "If the model is one of these, pass --arch NAME (arch= in Python) and check that --names "
-        "matches the model's class count; otherwise implement edgecv_postprocess in a plugin.",
+        "matches the model's class count; for another head, load it with the arch= whose output "
+        "shape it has and override edgecv_postprocess in a plugin.",
     )

@@ -48,6 +48,14 @@ def edgecv_load(backend: str, path: Path, options: Mapping[str, Any]) -> LoadedM
 
 
 @hookimpl
+def edgecv_bare_infer(spec: ModelSpec, session: Any) -> Callable[[npt.NDArray[Any]], object] | None:
+    if spec.backend != BACKEND:
+        return None
+    run, names, feed = session.session.run, session.output_names, session.input_name
+    return lambda tensor: run(names, {feed: tensor})
+
+
+@hookimpl
 def edgecv_infer(
     spec: ModelSpec, session: Any, tensor: npt.NDArray[Any]
 ) -> list[npt.NDArray[np.float32]] | None:
