@@ -19,6 +19,7 @@ import pluggy
 
 from edgecv import hookspecs
 from edgecv.backends import BackendInfo
+from edgecv.errors import PluginError
 
 ENTRY_POINT_GROUP = hookspecs.ENTRY_POINT_GROUP
 
@@ -82,7 +83,7 @@ def _load_entry_points(manager: pluggy.PluginManager) -> list[PluginRecord]:
         try:
             manager.register(entry_point.load(), name=entry_point.name)
         except Exception as exc:  # any failure inside a plugin stays inside that plugin
-            record = attrs.evolve(record, error=f"{type(exc).__name__}: {exc}")
+            record = attrs.evolve(record, error=_one_line(exc))
         records.append(record)
     return records
 
@@ -98,7 +99,7 @@ def _collect_backends(
         try:
             impl.function(register=found.append)
         except Exception as exc:
-            errors[impl.plugin_name] = f"edgecv_register_backends raised {type(exc).__name__}: {exc}"
+            errors[impl.plugin_name] = f"edgecv_register_backends raised {_one_line(exc)}"
             manager.unregister(name=impl.plugin_name)
             continue
         for info in found:
@@ -109,6 +110,10 @@ def _collect_backends(
         for r in records
     ]
     return backends, updated
+
+
+def _one_line(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {' '.join(str(exc).split())}"
 
 
 def _build() -> PluginState:
@@ -153,16 +158,29 @@ def plugin_records() -> list[PluginRecord]:
 
 
 def register(plugin: Any, name: str | None = None) -> None:
-    """Register an in-process plugin (an app's own hooks) and the backends it declares."""
+    """Register an in-process plugin (an app's own hooks) and the backends it declares.
+
+    Unlike entry-point plugins, a failure here is the caller's: the plugin is unregistered again
+    and ``PluginError`` is raised.
+    """
     current = state()
-    plugin_name = current.manager.register(plugin, name=name)
+    try:
+        plugin_name = current.manager.register(plugin, name=name)
+    except Exception as exc:
+        raise PluginError(f"Cannot register plugin {name or plugin!r}: {_one_line(exc)}") from exc
     if plugin_name is None:
         return
+    found: list[BackendInfo] = []
     for impl in current.manager.hook.edgecv_register_backends.get_hookimpls():
         if impl.plugin_name == plugin_name:
-            found: list[BackendInfo] = []
-            impl.function(register=found.append)
-            current.backends.extend(attrs.evolve(info, plugin=plugin_name) for info in found)
+            try:
+                impl.function(register=found.append)
+            except Exception as exc:
+                current.manager.unregister(name=plugin_name)
+                raise PluginError(
+                    f"Plugin {plugin_name!r} failed to declare its backends: {_one_line(exc)}"
+                ) from exc
+    current.backends.extend(attrs.evolve(info, plugin=plugin_name) for info in found)
 
 
 def unregister(plugin: Any) -> None:
