@@ -336,12 +336,13 @@ def test_reset_forgets_registered_plugins(fresh_plugins, small_model_path: Path,
 def test_in_process_plugin_failing_to_declare_backends_is_rolled_back(fresh_plugins) -> None:
     from edgecv.errors import PluginError
 
-    class Broken:
-        @hookimpl
+    class Broken:  # an app plugin whose backend declaration fails
+        @edgecv.hookimpl
         def edgecv_register_backends(self, register) -> None:
             raise RuntimeError("no device\nsecond line")
 
     broken = Broken()
-    with pytest.raises(PluginError, match="failed to declare its backends: RuntimeError: no device second line"):
+    expected = "failed to declare its backends: RuntimeError: no device second line"
+    with pytest.raises(PluginError, match=expected):
         fresh_plugins.register(broken, name="broken-app")
     assert not fresh_plugins.plugin_manager().is_registered(broken)
