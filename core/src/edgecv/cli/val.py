@@ -1,11 +1,103 @@
-"""``edgecv val``: placeholder, being implemented."""
+"""``edgecv val``: COCO mAP of a model on a labelled dataset (YOLO folder or COCO JSON)."""
 
 from __future__ import annotations
 
+import json
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
+
 import click
+
+from edgecv.cli.options import backend_options, model_options
+
+if TYPE_CHECKING:
+    from edgecv.evaluation import ValResult
 
 
 @click.command("val")
-def val_command() -> None:
-    """Not implemented yet."""
-    raise click.UsageError("edgecv val is not implemented yet")
+@model_options
+@click.option(
+    "--data",
+    "-d",
+    required=True,
+    help="YOLO dataset folder (images/ + labels/, or an images folder) or COCO instances_*.json.",
+)
+@click.option("--conf", type=float, default=0.001, show_default=True, help="Minimum score.")
+@click.option("--iou", type=float, default=0.7, show_default=True, help="NMS IoU threshold.")
+@click.option("--max-det", type=int, default=300, show_default=True, help="Maximum detections per image.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object with all results.")
+@click.option(
+    "--save-json",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Write the detections to this file in COCO results format.",
+)
+def val_command(
+    model: str | None,
+    backend: str,
+    imgsz: int | None,
+    arch: str | None,
+    names: str | None,
+    threads: int | None,
+    data: str,
+    conf: float,
+    iou: float,
+    max_det: int,
+    as_json: bool,
+    save_json: str | None,
+) -> None:
+    """Measure mAP50-95, mAP50, precision and recall on a labelled dataset.
+
+    NMS is multi-label (the COCO evaluation protocol); class names come from the model or --names.
+    """
+    import edgecv
+    from edgecv.errors import ConfigError
+    from edgecv.evaluation import validate
+    from edgecv.registry import DEFAULT_MODEL
+
+    if not 0 <= conf <= 1 or not 0 <= iou <= 1:
+        raise ConfigError(f"--conf {conf} / --iou {iou} must lie in 0..1", "E.g. --conf 0.001 --iou 0.7.")
+    if max_det < 1:
+        raise ConfigError(f"--max-det {max_det} must be at least 1", "E.g. --max-det 300.")
+    loaded = edgecv.load(
+        model or DEFAULT_MODEL, backend, arch=arch, imgsz=imgsz, names=names, **backend_options(threads)
+    )
+    result = validate(
+        loaded,
+        data,
+        conf=conf,
+        iou=iou,
+        max_det=max_det,
+        progress=not as_json and sys.stderr.isatty(),
+        save_json=Path(save_json) if save_json else None,
+    )
+    if as_json:
+        click.echo(json.dumps(result.to_dict()))
+        return
+    _print_table(result)
+    if save_json:
+        click.echo(f"Detections written to {save_json}")
+
+
+def _print_table(result: ValResult) -> None:
+    width = max([len("Class"), *(len(c.name) for c in result.per_class)])
+    header = (
+        f"{'Class':>{width}} {'Images':>7} {'Instances':>9} {'P':>6} {'R':>6} {'mAP50':>6} {'mAP50-95':>8}"
+    )
+    click.echo(header)
+
+    def row(name: str, images: int, instances: int, p: float, r: float, m50: float, m: float) -> None:
+        click.echo(f"{name:>{width}} {images:>7} {instances:>9} {p:>6.3f} {r:>6.3f} {m50:>6.3f} {m:>8.3f}")
+
+    row(
+        "all", result.images, result.instances, result.precision, result.recall, result.map50, result.map50_95
+    )
+    for c in result.per_class:
+        row(c.name, c.images, c.instances, c.precision, c.recall, c.ap50, c.ap50_95)
+    stages = ", ".join(f"{stage} {ms:.1f} ms" for stage, ms in result.timing_ms.items())
+    click.echo(f"Speed per image: {stages} ({result.backend}, {Path(result.model).name})")
+    click.echo(f"P and R at IoU 0.5 and conf {result.f1_conf:.3f} (best mean F1)")
+    skipped = result.skipped
+    if skipped.images or skipped.labels:
+        click.echo(f"Skipped: {skipped.images} image(s), {skipped.labels} label(s) (see the warnings above)")
