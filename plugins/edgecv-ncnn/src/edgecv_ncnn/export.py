@@ -1,0 +1,315 @@
+"""``edgecv export --to ncnn``: ONNX -> an NCNN model folder, through the pnnx executable.
+
+The folder holds ``model.ncnn.param``, ``model.ncnn.bin`` and ``metadata.yaml`` (Ultralytics' layout,
+so either tool reads the other's): class names, ``imgsz``, the input recipe edgecv uses (``edgecv_input``),
+precision, the source's name and sha256, and the tool versions.
+
+pnnx runs in a temporary folder on a copy of the source, because it writes half a dozen side files
+(``*.pnnx.*``, ``*_pnnx.py``, ``*.pnnxsim.onnx``) next to its input; only the three files above are
+moved to the output. Precision: ``fp32``; ``fp16`` (pnnx ``fp16=1``: half-size .bin, weights in fp16);
+``int8`` (ncnn2table on calibration images prepared by edgecv's own preprocessing, then ncnn2int8;
+both tools must be installed, see ``tools``). The source is read with edgecv's ONNX backend, so the
+names, input size and preprocessing recorded are exactly the ones inference uses.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import os
+import shutil
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import attrs
+import numpy as np
+
+from edgecv.errors import ConfigError, ImageError, ModelError
+from edgecv.spec import parse_metadata_value
+from edgecv_ncnn import metadata as metafile
+from edgecv_ncnn import paramfile, session, tools
+
+if TYPE_CHECKING:
+    from edgecv.model import Model
+    from edgecv.spec import ModelSpec
+
+PRECISIONS = ("fp32", "fp16", "int8")
+CALIB_METHODS = ("kl", "aciq", "eq")  # ncnn2table's methods; kl is its default
+DEFAULT_CALIB_SIZE = 64
+PARAM, BIN = "model.ncnn.param", "model.ncnn.bin"
+PNNX_HINT = (
+    "pnnx converts float32 ONNX models with standard operators (opset 11+): export the model again "
+    "without dynamic axes, or try another pnnx version (pip install --no-deps -U pnnx)."
+)
+
+
+@attrs.frozen
+class ExportOptions:
+    """The ``options`` mapping of ``edgecv_export``, checked once (other keys belong to other targets)."""
+
+    precision: str = "fp32"
+    imgsz: int | None = None
+    calib: Path | None = None
+    calib_size: int = DEFAULT_CALIB_SIZE
+    calib_method: str = "kl"
+
+    @classmethod
+    def parse(cls, options: Mapping[str, Any]) -> ExportOptions:
+        precision = str(options.get("precision") or "fp32").lower()
+        if precision not in PRECISIONS:
+            raise ConfigError(
+                f"Unknown precision {options.get('precision')!r} for NCNN export",
+                f"Pass --precision {', '.join(PRECISIONS)}.",
+            )
+        method = str(options.get("calib_method") or "kl").lower()
+        if method not in CALIB_METHODS:
+            raise ConfigError(
+                f"Unknown calibration method {options.get('calib_method')!r} for NCNN INT8",
+                f"ncnn2table knows {', '.join(CALIB_METHODS)}.",
+            )
+        calib, calib_size = options.get("calib"), options.get("calib_size")
+        return cls(
+            precision=precision,
+            imgsz=options.get("imgsz"),
+            calib=Path(calib) if calib is not None else None,
+            calib_size=int(calib_size) if calib_size is not None else DEFAULT_CALIB_SIZE,
+            calib_method=method,
+        )
+
+
+def export(source: Path, output: Path, options: Mapping[str, Any]) -> Path:
+    """Convert the ONNX model ``source`` into an NCNN model folder at ``output``; return the folder."""
+    settings = ExportOptions.parse(options)
+    if settings.precision == "int8" and settings.calib is None:
+        raise ConfigError(
+            "INT8 export needs calibration images",
+            "Pass --calib DIR with a few dozen representative images, e.g. --calib coco128/images/train2017.",
+        )
+    if source.suffix.lower() != ".onnx" or not source.is_file():
+        raise ModelError(f"{source} is not an .onnx file", "edgecv export --to ncnn converts ONNX models.")
+    # Missing tools fail before any work is done.
+    int8_tools = tools.require_int8_tools() if settings.precision == "int8" else None
+    pnnx = tools.require_pnnx()
+    target = _target_folder(source, output)
+
+    from edgecv import load
+
+    reference = load(source, backend="onnx", imgsz=settings.imgsz)  # raises for a bad file or size
+    spec = reference.spec
+    if spec.input.dtype != "float32" or spec.input.layout != "NCHW":
+        raise ModelError(
+            f"{source.name} takes a {spec.input.dtype} {spec.input.layout} input; "
+            "NCNN export converts float32 NCHW models",
+            "Export from the float32 ONNX model (not a quantized one).",
+        )
+    with tempfile.TemporaryDirectory(prefix="edgecv-ncnn-") as temporary:
+        work = Path(temporary)
+        _convert(pnnx, source, work, spec, fp16=settings.precision == "fp16")
+        details: dict[str, Any] = {}
+        if int8_tools is not None:
+            _quantize(work, reference, settings, int8_tools, details)
+        graph = paramfile.read_graph(work / PARAM)
+        data = _metadata(source, spec, settings, graph, pnnx, details)
+        header = f"NCNN model exported by edgecv-ncnn from {source.name} ({settings.precision})"
+        (work / paramfile.METADATA_FILE).write_text(metafile.dump(data, header), encoding="utf-8")
+        _verify(work, spec, source)
+        _install(work, target)
+    return target
+
+
+def _target_folder(source: Path, output: Path) -> Path:
+    """``output`` itself, or ``output/<stem>_ncnn_model`` when it is a folder holding other things."""
+    if output.exists() and not output.is_dir():
+        raise ConfigError(
+            f"The output {output} is a file; NCNN export writes a folder",
+            "Pass a folder path with -o, e.g. -o yolov8n_ncnn_model.",
+        )
+    if output.is_dir() and any(output.iterdir()) and not any(output.glob("*.param")):
+        return output / f"{source.stem}_ncnn_model"
+    return output
+
+
+def _convert(pnnx: Path, source: Path, work: Path, spec: ModelSpec, *, fp16: bool) -> None:
+    shutil.copyfile(source, work / "model.onnx")
+    height, width = spec.imgsz
+    channels = spec.input.shape[1] or 3
+    command: list[str | Path] = [
+        pnnx,
+        "model.onnx",
+        f"inputshape=[1,{channels},{height},{width}]",
+        f"fp16={1 if fp16 else 0}",
+        f"ncnnparam={PARAM}",
+        f"ncnnbin={BIN}",
+        "ncnnpy=model_ncnn.py",
+        "pnnxparam=model.pnnx.param",
+        "pnnxbin=model.pnnx.bin",
+        "pnnxpy=model_pnnx.py",
+        "pnnxonnx=model.pnnx.onnx",
+    ]
+    output = tools.run(command, work, f"pnnx could not convert {source.name}", PNNX_HINT)
+    if not (work / PARAM).is_file() or not (work / BIN).is_file():
+        raise ModelError(f"pnnx wrote no NCNN model for {source.name}: {tools.last_lines(output)}", PNNX_HINT)
+
+
+def calibration_files(folder: Path, count: int) -> list[Path]:
+    """The first ``count`` images of ``folder`` in name order (deterministic, so exports repeat)."""
+    from edgecv.images import iter_image_files
+
+    if count < 1:
+        raise ConfigError(f"--calib-size must be at least 1, got {count}", "Pass e.g. --calib-size 64.")
+    if not folder.is_dir():
+        raise ConfigError(
+            f"Calibration folder {folder} does not exist",
+            "Pass --calib with a folder of representative images (e.g. a few dozen from your data).",
+        )
+    try:
+        return list(iter_image_files([folder]))[:count]
+    except ImageError as exc:
+        raise ConfigError(
+            f"Calibration folder {folder} holds no images",
+            "Put 32-128 representative .jpg/.png images in it (e.g. from your validation set).",
+        ) from exc
+
+
+def _quantize(
+    work: Path,
+    reference: Model,
+    settings: ExportOptions,
+    int8_tools: tuple[Path, Path],
+    details: dict[str, Any],
+) -> None:
+    """ncnn2table on edgecv-preprocessed tensors (.npy, ``type=1``), then ncnn2int8."""
+    from edgecv.images import read_image
+
+    assert settings.calib is not None
+    table_tool, int8_tool = int8_tools
+    files = calibration_files(settings.calib, settings.calib_size)
+    folder = work / "calib"
+    folder.mkdir()
+    names = []
+    for index, file in enumerate(files):
+        tensor, _ = reference.preprocess(read_image(file))
+        name = f"calib/{index:05d}.npy"
+        # ncnn2table reads float32 C-order [c, h, w] arrays, the letterboxed tensor without its batch.
+        np.save(work / name, np.ascontiguousarray(tensor[0], dtype=np.float32))
+        names.append(name)
+    # Relative paths: ncnn2table reads at most 255 characters per line and no spaces.
+    (work / "calib.txt").write_text("\n".join(names) + "\n")
+    height, width = reference.spec.imgsz
+    channels = reference.spec.input.shape[1] or 3
+    hint = "Check the calibration images and the ncnn tools' version (they must match the ncnn wheel's)."
+    tools.run(
+        [
+            table_tool,
+            PARAM,
+            BIN,
+            "calib.txt",
+            "model.table",
+            f"shape=[{width},{height},{channels}]",
+            "type=1",
+            f"method={settings.calib_method}",
+            f"thread={os.cpu_count() or 1}",
+        ],
+        work,
+        "ncnn2table (INT8 calibration)",
+        hint,
+    )
+    if not (work / "model.table").is_file():
+        raise ModelError("ncnn2table wrote no calibration table", hint)
+    tools.run(
+        [int8_tool, PARAM, BIN, "int8.ncnn.param", "int8.ncnn.bin", "model.table"],
+        work,
+        "ncnn2int8 (INT8 conversion)",
+        hint,
+    )
+    for produced, final in (("int8.ncnn.param", PARAM), ("int8.ncnn.bin", BIN)):
+        if not (work / produced).is_file():
+            raise ModelError(f"ncnn2int8 wrote no {produced}", hint)
+        os.replace(work / produced, work / final)
+    details["edgecv_calibration"] = {
+        "images": len(files),
+        "folder": str(settings.calib),
+        "method": settings.calib_method,
+        "preprocessing": "edgecv letterbox (the pipeline's own), saved as .npy (ncnn2table type=1)",
+        "ncnn2table": str(table_tool),
+        "ncnn2int8": str(int8_tool),
+    }
+
+
+def _versions(pnnx: Path) -> dict[str, str]:
+    import edgecv
+    import edgecv_ncnn
+
+    versions = {"edgecv": edgecv.__version__, "edgecv-ncnn": edgecv_ncnn.__version__}
+    for distribution in ("ncnn", "onnxruntime"):
+        try:
+            versions[distribution] = importlib.metadata.version(distribution)
+        except importlib.metadata.PackageNotFoundError:
+            versions[distribution] = "not installed"
+    versions["pnnx"] = tools.pnnx_version(pnnx)
+    return versions
+
+
+def _metadata(
+    source: Path,
+    spec: ModelSpec,
+    settings: ExportOptions,
+    graph: paramfile.ParamGraph,
+    pnnx: Path,
+    details: Mapping[str, Any],
+) -> dict[str, Any]:
+    # The source's own keys first (Ultralytics: description, author, stride, task, args...), as values.
+    data: dict[str, Any] = {key: parse_metadata_value(value) for key, value in spec.metadata.items()}
+    height, width = spec.imgsz
+    data.update(
+        {
+            "task": spec.task,
+            "batch": 1,
+            "imgsz": [height, width],
+            "names": dict(enumerate(spec.names)),
+            "edgecv_format": "ncnn",
+            "edgecv_precision": settings.precision,
+            "edgecv_input": {
+                "name": graph.inputs[0],
+                "shape": [1, spec.input.shape[1] or 3, height, width],
+                "dtype": "float32",
+                "layout": spec.input.layout,
+                "color": spec.input.color,
+                "scale": spec.input.scale,
+                "letterbox": spec.input.letterbox,
+                "pad_value": spec.input.pad_value,
+            },
+            "edgecv_outputs": list(graph.outputs),
+            "edgecv_source": source.name,
+            "edgecv_source_sha256": spec.sha256,
+            "edgecv_versions": _versions(pnnx),
+            **details,
+        }
+    )
+    return data
+
+
+def _verify(work: Path, spec: ModelSpec, source: Path) -> None:
+    """Load the result as users will and check its outputs have the source's shapes."""
+    loaded = session.open_session(work, {})
+    ours = [o.shape for o in loaded.outputs]
+    theirs = [o.shape for o in spec.outputs]
+    same = len(ours) == len(theirs) and all(
+        len(a) == len(b) and all(x is None or y is None or x == y for x, y in zip(a, b, strict=True))
+        for a, b in zip(ours, theirs, strict=True)
+    )
+    if not same:
+        raise ModelError(
+            f"The NCNN model pnnx made from {source.name} has outputs {ours}; the ONNX model has {theirs}",
+            PNNX_HINT,
+        )
+
+
+def _install(work: Path, target: Path) -> None:
+    """Copy the three files into ``target``, each under a temporary name then renamed, weights first."""
+    target.mkdir(parents=True, exist_ok=True)
+    for name in (BIN, PARAM, paramfile.METADATA_FILE):
+        partial = target / f".{name}.part"
+        shutil.copyfile(work / name, partial)
+        os.replace(partial, target / name)

@@ -1,0 +1,330 @@
+"""Everything that touches ncnn: options, loading a param/bin pair, running an extractor.
+
+ncnn has no shape inference without running the net, and its ``.param`` declares no input size, so
+the input size comes from ``metadata.yaml`` (``imgsz``, written by edgecv's and Ultralytics' exports)
+and the output shapes from one probe run at load time. ncnn Mats have no batch dimension: shapes
+are reported with it (``[1, 84, 8400]``) and outputs are returned with it, as the decoders expect.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import importlib
+import os
+import sys
+import tempfile
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import attrs
+import numpy as np
+import numpy.typing as npt
+
+from edgecv.errors import BackendError, ConfigError, ModelError
+from edgecv.spec import LoadedModel, TensorSpec, imgsz_from_metadata
+from edgecv_ncnn import metadata as metafile
+from edgecv_ncnn import paramfile
+
+KNOWN_OPTIONS = frozenset({"threads", "fp16", "vulkan", "light_mode"})
+OPENMP_WAIT_VARIABLES = frozenset({"OMP_WAIT_POLICY", "GOMP_SPINCOUNT"})
+# Probe sizes for a model without metadata: output dimensions that differ between them are dynamic.
+PROBE_SIZES = ((640, 640), (320, 320))
+VULKAN_HINT = (
+    "Install the GPU's Vulkan driver (libvulkan1 and the vendor's ICD) so ncnn can see the device, "
+    "or drop vulkan=True to run on the CPU."
+)
+
+
+@attrs.frozen
+class NcnnOptions:
+    """The backend options of ``edgecv.load(..., backend="ncnn", **options)``, checked once.
+
+    ``fp16`` (default off) switches fp16 storage, packing and arithmetic together; off, ncnn computes
+    in fp32 and matches ONNX Runtime to ~1e-3; on, it is faster where the hardware has fp16 (ARMv8.2
+    CPUs, GPUs) at a small accuracy cost, and changes nothing where it has not. ``vulkan`` (default
+    off) runs on the GPU through Vulkan. ``light_mode`` (ncnn's default, on) frees intermediate blobs
+    during a run.
+    """
+
+    threads: int | None = None
+    fp16: bool = False
+    vulkan: bool = False
+    light_mode: bool = True
+
+    @classmethod
+    def parse(cls, options: Mapping[str, Any]) -> NcnnOptions:
+        unknown = set(options) - KNOWN_OPTIONS
+        if unknown:
+            raise ConfigError(
+                f"Unknown ncnn option(s): {', '.join(sorted(unknown))}",
+                f"Known options: {', '.join(sorted(KNOWN_OPTIONS))}.",
+            )
+        threads = options.get("threads")
+        if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
+            raise ConfigError(
+                f"ncnn threads must be a positive integer, got {threads!r}", "Pass e.g. threads=4."
+            )
+        flags = {}
+        for name in ("fp16", "vulkan", "light_mode"):
+            value = options.get(name)
+            if value is not None and not isinstance(value, bool):
+                raise ConfigError(f"ncnn option {name} must be True or False, got {value!r}", "")
+            if value is not None:
+                flags[name] = value
+        return cls(threads=threads, **flags)
+
+
+def _ncnn() -> Any:
+    """The ncnn module (imported here, at load time, not when the plugin is discovered)."""
+    if "ncnn" not in sys.modules and not (OPENMP_WAIT_VARIABLES & os.environ.keys()):
+        # ncnn's libgomp spin-waits between layers by default. With any other busy thread on the
+        # cores (a capture or JPEG-decode thread, another process) its threads then wait for each
+        # other's time slices: measured 70 ms -> 1-2.5 s per yolov8n run on 2 shared cores, 80 ms
+        # with passive waiting. libgomp reads this once, when ncnn loads it, so it is set before the
+        # import; OMP_WAIT_POLICY=ACTIVE (or GOMP_SPINCOUNT) set by the user is kept.
+        os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
+    try:
+        return importlib.import_module("ncnn")
+    except ImportError as exc:
+        raise BackendError(
+            f"ncnn cannot be imported: {exc}", "pip install edgecv-ncnn (it installs ncnn)."
+        ) from exc
+
+
+@contextlib.contextmanager
+def native_stderr() -> Iterator[list[str]]:
+    """Collect what C++ code writes to stderr (fd 2) meanwhile, instead of letting it reach the terminal.
+
+    ncnn reports load errors and missing Vulkan drivers only there, in several lines; edgecv errors are
+    one line, so the text is captured and the last line quoted in the error. The redirection is
+    process-wide: keep the block short.
+    """
+    captured: list[str] = []
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with tempfile.TemporaryFile() as sink:
+            os.dup2(sink.fileno(), 2)
+            try:
+                yield captured
+            finally:
+                os.dup2(saved, 2)
+                sink.seek(0)
+                text = sink.read().decode("utf-8", errors="replace")
+                captured.extend(line.strip() for line in text.splitlines() if line.strip())
+    finally:
+        os.close(saved)
+
+
+def _quote(lines: Sequence[str]) -> str:
+    return f" (ncnn: {lines[-1][:200]})" if lines else ""
+
+
+def mat_shape(mat: Any) -> tuple[int, ...]:
+    """A Mat's shape in numpy order (c, d, h, w by dims), without the batch dimension ncnn lacks."""
+    dims = int(mat.dims)
+    if dims == 1:
+        return (int(mat.w),)
+    if dims == 2:
+        return (int(mat.h), int(mat.w))
+    if dims == 3:
+        return (int(mat.c), int(mat.h), int(mat.w))
+    return (int(mat.c), int(mat.d), int(mat.h), int(mat.w))
+
+
+class NcnnSession:
+    """An ``ncnn.Net`` with its blob names bound once. One extractor per call, so calls may overlap."""
+
+    def __init__(self, net: Any, input_name: str, output_names: Sequence[str], options: NcnnOptions) -> None:
+        self.net = net
+        self.mat = _ncnn().Mat
+        self.input_name = input_name
+        self.output_names = list(output_names)
+        self.options = options
+
+    def run(self, tensor: npt.NDArray[Any]) -> list[npt.NDArray[np.float32]]:
+        if tensor.ndim != 4 or tensor.shape[0] != 1:
+            raise BackendError(
+                f"ncnn runs one image at a time; got a tensor shaped {list(tensor.shape)}",
+                "Pass a [1, C, H, W] tensor.",
+            )
+        # ncnn.Mat(array) wraps the array's memory without copying or keeping a reference: `data`
+        # must be contiguous float32 and must stay alive until the last extract below.
+        data = np.ascontiguousarray(tensor[0], dtype=np.float32)
+        outputs: list[npt.NDArray[np.float32]] = []
+        with self.net.create_extractor() as extractor:
+            extractor.input(self.input_name, self.mat(data))
+            for name in self.output_names:
+                code, mat = extractor.extract(name)
+                if code != 0:
+                    raise BackendError(
+                        f"ncnn failed to compute output {name!r} (code {code})",
+                        "Check that the input size matches the model's (imgsz in metadata.yaml).",
+                    )
+                # Copy before the extractor goes: its blobs live in memory ncnn recycles.
+                outputs.append(np.array(mat, dtype=np.float32, copy=True)[None])
+        del data
+        return outputs
+
+    def probe(self, size: tuple[int, int], channels: int) -> list[tuple[int, ...]]:
+        """Output shapes (with batch) for a blank image of ``size`` (height, width)."""
+        data = np.zeros((channels, *size), np.float32)
+        shapes = []
+        with self.net.create_extractor() as extractor:
+            extractor.input(self.input_name, self.mat(data))
+            for name in self.output_names:
+                code, mat = extractor.extract(name)
+                if code != 0:
+                    raise ModelError(
+                        f"ncnn cannot run the model: computing output {name!r} failed (code {code})",
+                        "The .param uses layers this ncnn cannot run or the input size is wrong: "
+                        "update ncnn (pip install -U ncnn) or export the model again.",
+                    )
+                shapes.append((1, *mat_shape(mat)))
+        del data
+        return shapes
+
+
+def read_metadata(files: paramfile.ModelFiles) -> dict[str, str]:
+    if files.metadata is None:
+        return {}
+    try:
+        return metafile.flatten(metafile.parse(files.metadata.read_text(encoding="utf-8")))
+    except (OSError, UnicodeDecodeError, metafile.MetadataError) as exc:
+        raise ModelError(
+            f"Cannot read {files.metadata}: {exc}",
+            "Fix it (class names under names:, input size under imgsz:) or delete it and pass "
+            "--imgsz/--names.",
+        ) from exc
+
+
+def _counting_reader(ncnn: Any, data: bytes) -> Any:
+    """An ``ncnn.DataReader`` over ``data`` that counts the bytes ncnn reads.
+
+    ncnn reads the weights the graph asks for and stops: a .bin of another model often loads with
+    status 0 (its weight-type flags are misread) and gives garbage. Every byte of a matching .bin is
+    read, so ``consumed != len(data)`` exposes a mismatch exactly, whichever file is larger.
+    """
+    base = ctypes.cast(ctypes.c_char_p(data), ctypes.c_void_p).value or 0
+    capsule_pointer = ctypes.pythonapi.PyCapsule_GetPointer
+    capsule_pointer.restype = ctypes.c_void_p
+    capsule_pointer.argtypes = [ctypes.py_object, ctypes.c_char_p]
+
+    class CountingReader(ncnn.DataReader):  # type: ignore[misc]  # untyped pybind11 class
+        def __init__(self) -> None:
+            super().__init__()
+            self.data = data  # keeps `base` valid
+            self.consumed = 0
+
+        def read(self, buffer: Any, size: int) -> int:
+            count = max(0, min(size, len(self.data) - self.consumed))
+            if count:
+                target = buffer if isinstance(buffer, int) else capsule_pointer(buffer, None)
+                ctypes.memmove(target, base + self.consumed, count)
+            self.consumed += count
+            return count
+
+        def scan(self, format: str, pointer: Any) -> int:
+            return 0  # only the text .param is scanned, and ncnn reads that from the file itself
+
+    return CountingReader()
+
+
+def _load_weights(net: Any, files: paramfile.ModelFiles) -> None:
+    ncnn = _ncnn()
+    data = files.bin.read_bytes()
+    consumed: int | None = None
+    with native_stderr() as lines:
+        try:
+            reader = _counting_reader(ncnn, data)
+            status = net.load_model(reader)
+            consumed = reader.consumed
+        except Exception:  # a binding without Python DataReaders: load by path, status only
+            status = net.load_model(str(files.bin))
+    if status != 0:
+        raise ModelError(
+            f"ncnn cannot load the weights {files.bin.name} for {files.param.name}: the files do not "
+            f"match or the .bin is truncated{_quote(lines)}",
+            "Use the .param and .bin exported together (same folder, same name), or export the model again.",
+        )
+    if consumed is not None and consumed != len(data):
+        raise ModelError(
+            f"{files.bin.name} ({len(data)} bytes) does not belong to {files.param.name}, whose layers "
+            f"read {consumed} bytes of weights",
+            "Use the .param and .bin exported together (same folder, same name), or export the model again.",
+        )
+
+
+def create_net(options: NcnnOptions) -> Any:
+    ncnn = _ncnn()
+    net = ncnn.Net()
+    opt = net.opt
+    opt.lightmode = options.light_mode
+    if options.threads is not None:
+        opt.num_threads = options.threads
+    # Off by default, although ncnn's own default is on: where the CPU has fp16 (ARMv8.2, some x86,
+    # GPUs) ncnn would then compute in fp16 and drift from the ONNX model. bf16 is off in ncnn already.
+    opt.use_fp16_packed = options.fp16
+    opt.use_fp16_storage = options.fp16
+    opt.use_fp16_arithmetic = options.fp16
+    if options.vulkan:
+        if not hasattr(ncnn, "get_gpu_count"):
+            raise BackendError("This ncnn build has no Vulkan support (vulkan=True)", VULKAN_HINT)
+        with native_stderr() as lines:  # the Vulkan loader prints a line per failed attempt
+            count = int(ncnn.get_gpu_count())
+        if count == 0:
+            raise BackendError(f"vulkan=True but ncnn finds no Vulkan GPU{_quote(lines)}", VULKAN_HINT)
+        opt.use_vulkan_compute = True
+    return net
+
+
+def open_session(path: Path, options: Mapping[str, Any]) -> LoadedModel:
+    settings = NcnnOptions.parse(options)
+    files = paramfile.resolve(path)
+    graph = paramfile.read_graph(files.param)
+    if len(graph.inputs) != 1:
+        raise ModelError(
+            f"{files.param.name} has {len(graph.inputs)} Input layers; "
+            "edgecv runs models with one image input",
+            "Export the detector with a single image input.",
+        )
+    metadata = read_metadata(files)
+    net = create_net(settings)
+    with native_stderr() as lines:
+        status = net.load_param(str(files.param))
+    if status != 0:
+        raise ModelError(
+            f"ncnn cannot load the graph {files.param.name}{_quote(lines)}",
+            "It uses layers this ncnn does not know or is damaged: update ncnn (pip install -U ncnn) "
+            "or export the model again.",
+        )
+    _load_weights(net, files)
+    session = NcnnSession(net, graph.inputs[0], graph.outputs, settings)
+    declared = metadata.get("channels", "3")  # Ultralytics records it; the .param does not
+    channels = int(declared) if declared.isdigit() else 3
+    size = imgsz_from_metadata(metadata)
+    with native_stderr() as lines:
+        try:
+            if size is not None:
+                shapes: list[tuple[int | None, ...]] = list(session.probe(size, channels))
+            else:
+                # No recorded size: dimensions that change with the input size are reported dynamic.
+                first, second = (session.probe(s, channels) for s in PROBE_SIZES)
+                shapes = [
+                    tuple(a if a == b else None for a, b in zip(x, y, strict=True))
+                    for x, y in zip(first, second, strict=True)
+                ]
+        except ModelError as exc:
+            raise ModelError(f"{exc.message}{_quote(lines)}", exc.hint) from exc
+    height, width = size if size is not None else (None, None)
+    return LoadedModel(
+        session=session,
+        input=TensorSpec(graph.inputs[0], (1, channels, height, width), "float32"),
+        outputs=tuple(
+            TensorSpec(name, shape, "float32") for name, shape in zip(graph.outputs, shapes, strict=True)
+        ),
+        metadata=metadata,
+        layout="NCHW",
+    )
