@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import click
+
+# A quantized export that loses more than this (mAP50-95, in points) on --check DATA is flagged.
+MAX_MAP_DROP = 1.0
 
 
 @click.command("export")
@@ -16,6 +20,17 @@ import click
     "--calib", type=click.Path(exists=True, file_okay=False), default=None, help="Calibration images."
 )
 @click.option("--calib-size", type=int, default=None, help="Number of calibration images.")
+@click.option(
+    "--calib-method",
+    default=None,
+    help="Calibration method of the target (onnx: minmax, entropy, percentile).",
+)
+@click.option(
+    "--check",
+    "check_data",
+    default=None,
+    help="Dataset to validate the source and the exported model on (as `edgecv val --data`).",
+)
 @click.option("--output", "-o", required=True, help="Output file or folder.")
 def export_command(
     model: str,
@@ -24,6 +39,8 @@ def export_command(
     imgsz: int | None,
     calib: str | None,
     calib_size: int | None,
+    calib_method: str | None,
+    check_data: str | None,
     output: str,
 ) -> None:
     """Export MODEL to another format with the plugin that owns that format."""
@@ -31,7 +48,14 @@ def export_command(
     from edgecv.errors import BackendError
 
     source = registry.resolve(model)
-    options = {"precision": precision, "imgsz": imgsz, "calib": calib, "calib_size": calib_size}
+    validate = _validator() if check_data is not None else None  # fail before a long export
+    options: dict[str, Any] = {
+        "precision": precision,
+        "imgsz": imgsz,
+        "calib": calib,
+        "calib_size": calib_size,
+        "calib_method": calib_method,
+    }
     result = plugins.plugin_manager().hook.edgecv_export(
         source=source, target=target, output=Path(output), options=options
     )
@@ -41,3 +65,38 @@ def export_command(
             "Install the plugin for that format (see `edgecv backends`), e.g. pip install edgecv-" + target,
         )
     click.echo(f"exported {source} -> {result}")
+    if validate is not None and check_data is not None:
+        _check(validate, source, Path(result), check_data, precision, imgsz)
+
+
+def _validator() -> Any:
+    try:
+        from edgecv.evaluation import validate
+    except ImportError as exc:
+        from edgecv.errors import ConfigError
+
+        raise ConfigError(
+            "--check needs edgecv.evaluation (edgecv val), which this edgecv-core does not have",
+            "Upgrade edgecv-core, or export without --check and run `edgecv val` on both models.",
+        ) from exc
+    return validate
+
+
+def _check(validate: Any, source: Path, result: Path, data: str, precision: str, imgsz: int | None) -> None:
+    """Validate the source and the exported model on ``data``; warn when mAP50-95 drops too much."""
+    from edgecv import load
+
+    scores = {}
+    for label, path in (("source", source), (precision, result)):
+        score = scores[label] = validate(load(path, imgsz=imgsz), data)
+        click.echo(f"check {label:>6}: mAP50-95 {score.map50_95:.3f}  mAP50 {score.map50:.3f}  ({path})")
+    before, after = scores["source"], scores[precision]
+    drop = (before.map50_95 - after.map50_95) * 100
+    click.echo(f"check   drop: {drop:.2f} mAP50-95 points ({(before.map50 - after.map50) * 100:.2f} mAP50)")
+    if drop > MAX_MAP_DROP:
+        click.echo(
+            f"warning: the {precision} export loses {drop:.2f} mAP50-95 points on {data} "
+            f"(more than {MAX_MAP_DROP:.1f}); try more or more representative --calib images "
+            "or another --calib-method",
+            err=True,
+        )

@@ -62,3 +62,13 @@ def edgecv_infer(
     if spec.backend != BACKEND:
         return None
     return session.run(tensor)  # type: ignore[no-any-return]
+
+
+@hookimpl
+def edgecv_export(source: Path, target: str, output: Path, options: Mapping[str, Any]) -> Path | None:
+    """``--to onnx``: FP32/FP16/INT8 ONNX for ONNX Runtime (needs the ``export`` extra)."""
+    if target != BACKEND:
+        return None
+    from edgecv_onnx import export
+
+    return export.export(source, output, options)

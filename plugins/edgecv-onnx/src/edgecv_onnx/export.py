@@ -1,0 +1,256 @@
+"""``edgecv export --to onnx``: FP32 (static shape + metadata), FP16 and static INT8 (QDQ) models.
+
+INT8 is onnxruntime's static quantization in QDQ form: activations uint8 per tensor, weights int8 per
+output channel, ranges calibrated on real images passed through edgecv's own preprocessing
+(``calibration.ImageCalibrationReader``). The detection head's post-processing stays float
+(``graph.float_head``). The written file keeps the source's metadata (names, imgsz, stride, task...)
+so edgecv reads it like the original, plus ``edgecv_*`` keys that record how it was made.
+
+Needs the ``onnx`` package (``pip install edgecv-onnx[export]``); inference does not.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import attrs
+
+from edgecv.errors import BackendError, ConfigError, ModelError
+
+if TYPE_CHECKING:
+    import onnx
+
+    from edgecv.model import Model
+
+TARGET = "onnx"
+PRECISIONS = ("fp32", "fp16", "int8")
+CALIB_METHODS = ("minmax", "entropy", "percentile")
+DEFAULT_CALIB_METHOD = "percentile"
+DEFAULT_CALIB_SIZE = 64
+EXPORT_HINT = "pip install edgecv-onnx[export] (it adds the onnx package)."
+
+
+@attrs.frozen
+class ExportOptions:
+    """The ``options`` mapping of ``edgecv_export``, checked once."""
+
+    precision: str = "fp32"
+    imgsz: int | None = None
+    calib: Path | None = None
+    calib_size: int = DEFAULT_CALIB_SIZE
+    calib_method: str = DEFAULT_CALIB_METHOD
+    float_last_convs: bool = False
+    """Also keep the convs that feed the head in float (slower, rarely needed)."""
+    optimize: bool = True
+    """Run onnxruntime's ``quant_pre_process`` (shape inference + graph optimization) first."""
+
+    @classmethod
+    def parse(cls, options: Mapping[str, Any]) -> ExportOptions:
+        precision = str(options.get("precision") or "fp32").lower()
+        if precision not in PRECISIONS:
+            raise ConfigError(
+                f"Unknown precision {options.get('precision')!r} for ONNX export",
+                f"Pass --precision {', '.join(PRECISIONS)}.",
+            )
+        method = str(options.get("calib_method") or DEFAULT_CALIB_METHOD).lower()
+        if method not in CALIB_METHODS:
+            raise ConfigError(
+                f"Unknown calibration method {options.get('calib_method')!r}",
+                f"Pass --calib-method {', '.join(CALIB_METHODS)}.",
+            )
+        calib = options.get("calib")
+        calib_size = options.get("calib_size")
+        return cls(
+            precision=precision,
+            imgsz=options.get("imgsz"),
+            calib=Path(calib) if calib is not None else None,
+            calib_size=int(calib_size) if calib_size is not None else DEFAULT_CALIB_SIZE,
+            calib_method=method,
+            float_last_convs=bool(options.get("float_last_convs", False)),
+            optimize=bool(options.get("optimize", True)),
+        )
+
+
+def require_onnx() -> None:
+    """The export extra is installed, or one clear error naming it."""
+    try:
+        importlib.import_module("onnx")
+    except ImportError as exc:
+        raise BackendError(
+            "Exporting ONNX models needs the onnx package, which is not installed", EXPORT_HINT
+        ) from exc
+
+
+def export(source: Path, output: Path, options: Mapping[str, Any]) -> Path:
+    """Write ``source`` at the precision in ``options`` to ``output``; return the written file."""
+    settings = ExportOptions.parse(options)
+    if settings.precision == "int8" and settings.calib is None:
+        raise ConfigError(
+            "INT8 export needs calibration images",
+            "Pass --calib DIR with a few dozen representative images, e.g. from your validation set.",
+        )
+    require_onnx()
+    import onnx
+
+    from edgecv import load
+    from edgecv_onnx import graph
+
+    files: list[Path] = []
+    if settings.precision == "int8":
+        from edgecv_onnx.calibration import calibration_files
+        from edgecv_onnx.quantize import require_quantization_support
+
+        require_quantization_support()
+        assert settings.calib is not None
+        files = calibration_files(settings.calib, settings.calib_size)
+    if source.suffix.lower() != ".onnx" or not source.is_file():
+        raise ModelError(f"{source} is not an .onnx file", "edgecv export --to onnx converts ONNX models.")
+    target = _output_path(source, output, settings.precision)
+    reference = load(source, backend="onnx", imgsz=settings.imgsz)  # raises for a bad file or size
+    model = onnx.load(str(source))
+    if graph.is_quantized(model):
+        raise ModelError(
+            f"{source.name} is already quantized",
+            "Export from the float32 model; edgecv does not re-quantize integer graphs.",
+        )
+    graph.fix_input_size(model, reference.spec.imgsz)
+    graph.name_nodes(model)
+    details: dict[str, str] = {}
+    if settings.precision == "fp16":
+        model = _to_fp16(model, reference, details)
+    elif settings.precision == "int8":
+        model = _to_int8(model, reference, settings, files, details)
+    _write_metadata(model, source, reference, settings, details)
+    _save(model, target)
+    return target
+
+
+def _output_path(source: Path, output: Path, precision: str) -> Path:
+    target = output / f"{source.stem}_{precision}.onnx" if output.is_dir() else output
+    if target.exists() and target.resolve() == source.resolve():
+        raise ConfigError(f"The output {target} is the source model", "Pass another --output path.")
+    return target
+
+
+def _to_fp16(model: onnx.ModelProto, reference: Model, details: dict[str, str]) -> onnx.ModelProto:
+    from onnxruntime.transformers.float16 import convert_float_to_float16
+
+    from edgecv_onnx import graph
+
+    head, _ = graph.float_head(model, reference.spec.imgsz)
+    details["edgecv_float32_nodes"] = str(len(head))
+    converted: onnx.ModelProto = convert_float_to_float16(model, keep_io_types=True, node_block_list=head)
+    return converted
+
+
+def _to_int8(
+    model: onnx.ModelProto,
+    reference: Model,
+    settings: ExportOptions,
+    files: list[Path],
+    details: dict[str, str],
+) -> onnx.ModelProto:
+    from edgecv_onnx.calibration import ImageCalibrationReader
+    from edgecv_onnx.quantize import quantize_int8
+
+    assert settings.calib is not None
+    result, float_nodes = quantize_int8(
+        model,
+        ImageCalibrationReader(reference, files),
+        input_size=reference.spec.imgsz,
+        method=settings.calib_method,
+        optimize=settings.optimize,
+        float_last_convs=settings.float_last_convs,
+    )
+    details["edgecv_quantization"] = (
+        "static QDQ: activations uint8 per-tensor, weights int8 per-channel (least-error scales); "
+        f"{float_nodes} head nodes kept float"
+    )
+    details["edgecv_calibration"] = json.dumps(
+        {
+            "folder": str(settings.calib.resolve()),
+            "count": len(files),
+            "method": settings.calib_method,
+            "selection": "spread evenly over the folder in name order",
+            "first": files[0].name,
+            "last": files[-1].name,
+        }
+    )
+    return result
+
+
+def _versions() -> dict[str, str]:
+    import onnx
+    import onnxruntime
+
+    import edgecv
+    import edgecv_onnx
+
+    return {
+        "edgecv": edgecv.__version__,
+        "edgecv-onnx": edgecv_onnx.__version__,
+        "onnxruntime": str(onnxruntime.__version__),
+        "onnx": onnx.__version__,
+    }
+
+
+def _write_metadata(
+    model: onnx.ModelProto,
+    source: Path,
+    reference: Model,
+    settings: ExportOptions,
+    details: Mapping[str, str],
+) -> None:
+    import onnx
+
+    from edgecv_onnx import graph
+
+    spec = reference.spec
+    tensor = graph.graph_inputs(model)[0]
+    metadata = dict(spec.metadata)
+    metadata["imgsz"] = str(list(spec.imgsz))
+    metadata.update(
+        {
+            "edgecv_precision": settings.precision,
+            "edgecv_input": json.dumps(
+                {
+                    "name": spec.input.name,
+                    "shape": list(graph.dims(tensor)),
+                    "dtype": onnx.helper.tensor_dtype_to_np_dtype(tensor.type.tensor_type.elem_type).name,
+                    "layout": spec.input.layout,
+                    "color": spec.input.color,
+                    "scale": spec.input.scale,
+                    "letterbox": spec.input.letterbox,
+                    "pad_value": spec.input.pad_value,
+                }
+            ),
+            "edgecv_source": source.name,
+            "edgecv_source_sha256": spec.sha256,
+            "edgecv_versions": json.dumps(_versions()),
+            **details,
+        }
+    )
+    del model.metadata_props[:]
+    for key, value in metadata.items():
+        entry = model.metadata_props.add()
+        entry.key, entry.value = key, value
+
+
+def _save(model: onnx.ModelProto, target: Path) -> None:
+    """Write next to ``target`` then rename, so a failed export never leaves half a file."""
+    import onnx
+
+    target.parent.mkdir(parents=True, exist_ok=True)
+    handle, partial = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".part")
+    os.close(handle)
+    try:
+        onnx.save(model, partial)
+        os.replace(partial, target)
+    finally:
+        Path(partial).unlink(missing_ok=True)
