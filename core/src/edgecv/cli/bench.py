@@ -1,11 +1,229 @@
-"""``edgecv bench``: placeholder, being implemented."""
+"""``edgecv bench``: latency, overhead against the bare runtime, memory and power, per model x backend."""
 
 from __future__ import annotations
 
+import itertools
+import json
+import sys
+import time
+from typing import TYPE_CHECKING, Any
+
 import click
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from edgecv.model import Model
+
+BLOCK = 10
+"""Timed calls per model before the next model's turn (each block opens with one untimed call)."""
 
 
 @click.command("bench")
-def bench_command() -> None:
-    """Not implemented yet."""
-    raise click.UsageError("edgecv bench is not implemented yet")
+@click.option(
+    "--model",
+    "-m",
+    "models",
+    multiple=True,
+    help="Model file, folder or registry name; repeat to compare [default: yolov8n].",
+)
+@click.option(
+    "--backend", "-b", "backends", multiple=True, help="Backend name; repeat to compare [default: auto]."
+)
+@click.option("--imgsz", type=int, default=None, help="Input size for models with a dynamic input.")
+@click.option("--arch", default=None, help="Force the output decoder: yolov8, yolov5, yolox, end2end.")
+@click.option("--threads", type=int, default=None, help="Runtime threads (backend option).")
+@click.option("--warmup", type=click.IntRange(min=0), default=10, show_default=True, help="Untimed calls.")
+@click.option("--runs", type=click.IntRange(min=1), default=100, show_default=True, help="Timed calls.")
+@click.option("--source", default=None, help="Image to run on [default: <assets>/images/bus.jpg].")
+@click.option("--data", default=None, help="Dataset folder: also report mAP50-95 (as `edgecv val`).")
+@click.option(
+    "--sequential",
+    is_flag=True,
+    help=f"Measure one model after another instead of alternating them in blocks of {BLOCK} calls.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+def bench_command(
+    models: tuple[str, ...],
+    backends: tuple[str, ...],
+    imgsz: int | None,
+    arch: str | None,
+    threads: int | None,
+    warmup: int,
+    runs: int,
+    source: str | None,
+    data: str | None,
+    sequential: bool,
+    as_json: bool,
+) -> None:
+    """Measure latency, overhead, memory and power of models on one image.
+
+    Reports p50/p95/mean latency end to end (decoded frame in, detections out) and per stage, the
+    bare runtime call on the same tensor and the overhead ratio, FPS, load time, peak RSS
+    (process-wide: every model loaded in the run counts), model size, and average power and
+    temperature where the device exposes them. Several --model/--backend give a comparison table.
+
+    End-to-end and bare calls alternate call by call, and several models alternate in blocks of
+    calls, so a noisy machine affects them alike; medians are reported.
+    """
+    from edgecv import registry, sensors
+    from edgecv.bench import benchmark, describe_device, format_report, result_record
+    from edgecv.bench.device import load_average
+    from edgecv.cli.options import backend_options
+    from edgecv.images import read_image
+    from edgecv.registry import DEFAULT_MODEL
+
+    image_path = _source_image(source)
+    image = read_image(image_path)
+    validate = _validator() if data is not None else None
+    options = backend_options(threads)
+    paths = [registry.resolve(model) for model in models or (DEFAULT_MODEL,)]
+    loaded = _load_all(paths, backends or ("auto",), imgsz=imgsz, arch=arch, options=options)
+
+    device = describe_device()
+    load_before = load_average()
+    meter = sensors.open_power_meter()
+    temperature_before = sensors.read_temperature()
+    measurements = benchmark(
+        loaded,
+        image,
+        warmup=warmup,
+        runs=runs,
+        meter=meter,
+        interleave=not sequential,
+        block=BLOCK,
+        progress=_progress() if sys.stderr.isatty() else None,
+    )
+    temperature_after = sensors.read_temperature()
+    load_after = load_average()
+
+    first = measurements[0].e2e.p50
+    results = []
+    for model, measurement in zip(loaded, measurements, strict=True):
+        accuracy = None
+        if validate is not None and data is not None:
+            scores = validate(model, data, progress=False)
+            accuracy = {"data": data, "map50_95": scores.map50_95, "map50": scores.map50}
+        results.append(
+            result_record(
+                model,
+                measurement,
+                options=options,
+                speedup=first / measurement.e2e.p50,
+                accuracy=accuracy,
+            )
+        )
+    report = {
+        "device": device,
+        "run": {
+            "source": str(image_path),
+            "image_shape": list(image.shape[:2]),
+            "warmup": warmup,
+            "runs": runs,
+            "order": "sequential" if sequential else "interleaved",
+            "block": BLOCK,
+            "load_average_before": load_before,
+            "load_average_after": load_after,
+            "power_meter": _meter_record(meter),
+            "temperature_c": _temperature_record(temperature_before, temperature_after),
+        },
+        "results": results,
+    }
+    if as_json:
+        click.echo(json.dumps(report, indent=2))
+    else:
+        click.echo(format_report(report))
+
+
+def _source_image(source: str | None) -> Path:
+    from pathlib import Path
+
+    from edgecv.errors import ImageError
+    from edgecv.registry import assets_dir
+
+    if source is not None:
+        return Path(source)
+    assets = assets_dir()
+    default = assets / "images" / "bus.jpg" if assets is not None else None
+    if default is None or not default.is_file():
+        raise ImageError(
+            "No --source image given and no default image (<assets>/images/bus.jpg) found",
+            "Pass --source IMAGE, or set EDGECV_ASSETS to the assets folder.",
+        )
+    return default
+
+
+def _validator() -> Any:
+    """``edgecv.evaluation.validate``, imported only when --data asks for accuracy."""
+    import importlib
+
+    from edgecv.errors import ConfigError
+
+    try:
+        return importlib.import_module("edgecv.evaluation").validate
+    except (ImportError, AttributeError) as exc:
+        raise ConfigError(
+            f"--data needs edgecv.evaluation.validate (from `edgecv val`), which cannot be imported ({exc})",
+            "Install an edgecv version with `edgecv val`, or leave out --data.",
+        ) from exc
+
+
+def _load_all(
+    paths: list[Path],
+    backends: tuple[str, ...],
+    *,
+    imgsz: int | None,
+    arch: str | None,
+    options: dict[str, Any],
+) -> list[Model]:
+    """Every model x backend; with several backends, pairs a backend cannot read are skipped."""
+    import edgecv
+    from edgecv.errors import BackendError, ModelError
+
+    loaded = []
+    skipped: list[Exception] = []
+    for path, backend in itertools.product(paths, backends):
+        try:
+            loaded.append(edgecv.load(path, backend, imgsz=imgsz, arch=arch, **options))
+        except (BackendError, ModelError) as exc:
+            if len(backends) == 1:
+                raise
+            click.echo(f"warning: skipping {path.name} on {backend}: {exc}", err=True)
+            skipped.append(exc)
+    if not loaded:
+        raise skipped[0]
+    return loaded
+
+
+def _progress() -> Any:
+    last = [0.0]
+
+    def report(done: int, total: int) -> None:
+        now = time.monotonic()
+        if done == total or now - last[0] > 0.5:
+            last[0] = now
+            end = "\n" if done == total else ""
+            click.echo(f"\rbench: {done}/{total} turns{end}", err=True, nl=False)
+
+    return report
+
+
+def _meter_record(meter: Any) -> dict[str, Any]:
+    from edgecv.sensors import Unavailable
+
+    if isinstance(meter, Unavailable):
+        return {"source": None, "description": None, "reason": meter.reason}
+    return {"source": meter.source, "description": meter.description, "reason": None}
+
+
+def _temperature_record(before: Any, after: Any) -> dict[str, Any]:
+    from edgecv.sensors import Unavailable
+
+    if isinstance(before, Unavailable):
+        return {"before": None, "after": None, "source": None, "reason": before.reason}
+    return {
+        "before": round(before.celsius, 1),
+        "after": None if isinstance(after, Unavailable) else round(after.celsius, 1),
+        "source": before.source,
+        "reason": None,
+    }

@@ -1,0 +1,61 @@
+"""The device a benchmark ran on, from ``edgecv.hardware`` (files the kernel exposes; no probing)."""
+
+from __future__ import annotations
+
+import os
+import platform
+import sys
+from typing import Any
+
+from edgecv import __version__, hardware
+
+_ONNXRUNTIME_BUILDS = ("onnxruntime", "onnxruntime-gpu", "onnxruntime-openvino")
+
+
+def load_average() -> list[float] | None:
+    """1, 5 and 15 minute load averages: a busy machine makes every number slower."""
+    try:
+        return [round(value, 2) for value in os.getloadavg()]
+    except (AttributeError, OSError):
+        return None
+
+
+def usable_cores() -> int | None:
+    """CPUs this process may run on (container and ``taskset`` limits included)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count()
+
+
+def describe_device() -> dict[str, Any]:
+    runtimes = hardware.runtimes()
+    onnxruntime = next((runtimes[name] for name in _ONNXRUNTIME_BUILDS if name in runtimes), None)
+    return {
+        "cpu": hardware.cpu_name(),
+        "cores": os.cpu_count(),
+        "cores_usable": usable_cores(),
+        "cpu_features": hardware.cpu_flags(),
+        "machine": platform.machine(),
+        "board": hardware.board_model() or None,
+        "platform": platform.platform(),
+        "python": sys.version.split()[0],
+        "edgecv": __version__,
+        "onnxruntime": onnxruntime,
+        "runtimes": runtimes,
+        "accelerators": [accelerator.kind for accelerator in hardware.accelerators()],
+    }
+
+
+def device_line(device: dict[str, Any]) -> str:
+    """One line for the text report."""
+    cores = device.get("cores")
+    usable = device.get("cores_usable")
+    core_text = f"{cores} cores" if usable in (None, cores) else f"{usable} of {cores} cores"
+    parts = [f"{device.get('cpu')} ({core_text}, {device.get('machine')})"]
+    if device.get("board"):
+        parts.append(str(device["board"]))
+    if device.get("onnxruntime"):
+        parts.append(f"onnxruntime {device['onnxruntime']}")
+    if device.get("accelerators"):
+        parts.append("accelerators: " + ", ".join(device["accelerators"]))
+    return "; ".join(parts)

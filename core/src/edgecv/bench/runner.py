@@ -1,0 +1,262 @@
+"""The measurement loop: end-to-end and bare runtime calls alternated call by call, in one process.
+
+For each model the loop calls ``Model.predict`` on the decoded frame (end-to-end, timed with
+``time.perf_counter`` around the call; the stages come from ``Detections.timings``) and the
+runtime's own call (``Model.bare_infer()``) on the tensor that the same pipeline prepares. The two
+alternate call by call, the order within each pair flipping every time, so that the noise of a busy
+machine (other processes, frequency changes) falls on both alike. Medians are reported.
+
+Several models alternate in blocks of ``block`` calls, each block opened by one untimed call:
+runtimes keep their worker threads spinning for a while after a call (ONNX Runtime does by
+default), and model-by-model alternation would time each model against the previous one's
+spinning threads. Measured on a 2-core machine: yolo11n at 320 took ~20 ms per call when five
+sessions alternated call by call, ~12.6 ms alone.
+"""
+
+from __future__ import annotations
+
+import gc
+import sys
+import time
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
+
+import attrs
+import numpy as np
+import numpy.typing as npt
+
+from edgecv.bench.stats import Summary, paired_ratio, summarize
+from edgecv.errors import EdgecvError
+from edgecv.sensors import PowerMeter, Unavailable
+
+if TYPE_CHECKING:
+    from edgecv.model import Model
+
+Progress = Callable[[int, int], None]
+"""Called with (calls done, calls in all) as the loop advances."""
+
+
+@attrs.frozen
+class PowerReading:
+    """Average watts while one model ran (``None`` with ``reason`` when not measured)."""
+
+    watts: float | None
+    source: str | None = None
+    reason: str | None = None
+    samples: int = 0
+
+
+@attrs.frozen
+class Measurement:
+    """What one model did over ``runs`` timed calls (after ``warmup`` untimed ones)."""
+
+    e2e: Summary
+    preprocess: Summary
+    infer: Summary
+    postprocess: Summary
+    bare: Summary | None
+    bare_reason: str | None
+    overhead: float | None
+    """Median end-to-end / median bare runtime call."""
+    overhead_paired: float | None
+    """Median over the alternated pairs of end-to-end / bare (robust to slow drifts)."""
+    detections: int
+    power: PowerReading
+    peak_rss_mb: float | None
+    warmup: int
+    runs: int
+
+    @property
+    def fps(self) -> float:
+        """Frames per second at the median end-to-end latency."""
+        return 1e3 / self.e2e.p50
+
+    @property
+    def fps_per_watt(self) -> float | None:
+        return self.fps / self.power.watts if self.power.watts else None
+
+
+def peak_rss_mb() -> float | None:
+    """The process's peak resident memory (``getrusage``): process-wide, so every model loaded counts."""
+    try:
+        import resource
+    except ImportError:  # Windows
+        return None
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / 2**20 if sys.platform == "darwin" else peak / 2**10  # bytes on macOS, KiB elsewhere
+
+
+class _PowerAccount:
+    """Energy (or power samples) attributed to one model's timed calls."""
+
+    def __init__(self, meter: PowerMeter | Unavailable | None) -> None:
+        self.meter = meter if not isinstance(meter, Unavailable) else None
+        self.reason = meter.reason if isinstance(meter, Unavailable) else None
+        if meter is None:
+            self.reason = "not measured"
+        self.joules = 0.0
+        self.seconds = 0.0
+        self.samples: list[float] = []
+        self._start = 0.0
+        self._last_sample = float("-inf")
+
+    def before(self) -> None:
+        if self.meter is not None and self.meter.kind == "energy":
+            self._start = self._read(self.meter)
+
+    def after(self, seconds: float) -> None:
+        meter = self.meter
+        if meter is None:
+            return
+        if meter.kind == "energy":
+            end = self._read(meter)
+            if self.meter is not None:
+                self.joules += end - self._start
+                self.seconds += seconds
+            return
+        now = time.perf_counter()
+        if now - self._last_sample >= meter.min_interval_s:
+            self._last_sample = now
+            watts = self._read(meter)
+            if self.meter is not None:
+                self.samples.append(watts)
+
+    def _read(self, meter: PowerMeter) -> float:
+        try:
+            return meter.read()
+        except (OSError, ValueError) as exc:
+            self.meter = None
+            self.reason = f"{meter.source} stopped answering during the run ({exc})"
+            return 0.0
+
+    def reading(self, source: str | None) -> PowerReading:
+        if self.meter is None:
+            return PowerReading(None, source, self.reason)
+        if self.meter.kind == "energy":
+            if self.seconds <= 0:
+                return PowerReading(None, source, "no timed calls")
+            return PowerReading(self.joules / self.seconds, source, samples=1)
+        if not self.samples:
+            return PowerReading(None, source, "no power sample was taken")
+        return PowerReading(float(np.mean(self.samples)), source, samples=len(self.samples))
+
+
+class _Row:
+    """One model under measurement: its frame, its prepared tensor, its samples."""
+
+    def __init__(self, model: Model, image: npt.NDArray[np.uint8], meter: PowerMeter | Unavailable | None):
+        self.model = model
+        self.image = image
+        self.tensor, _ = model.preprocess(image)
+        self.bare: Callable[[npt.NDArray[Any]], object] | None
+        self.bare_reason: str | None = None
+        try:
+            self.bare = model.bare_infer()
+        except EdgecvError as exc:
+            self.bare = None
+            self.bare_reason = str(exc)
+        self.source = None if meter is None or isinstance(meter, Unavailable) else meter.source
+        self.power = _PowerAccount(meter)
+        self.e2e: list[float] = []
+        self.stages: list[tuple[float, float, float]] = []
+        self.bare_ms: list[float] = []
+        self.detections = 0
+        self._turns = 0
+
+    def turn(self, record: bool) -> None:
+        """One end-to-end call and one bare call, in the order opposite to the previous turn's."""
+        self._turns += 1
+        if record:
+            self.power.before()
+        start = time.perf_counter()
+        if self._turns % 2:
+            self._end_to_end(record)
+            self._bare(record)
+        else:
+            self._bare(record)
+            self._end_to_end(record)
+        if record:
+            self.power.after(time.perf_counter() - start)
+
+    def _end_to_end(self, record: bool) -> None:
+        start = time.perf_counter()
+        detections = self.model.predict(self.image)
+        elapsed = (time.perf_counter() - start) * 1e3
+        if record:
+            self.e2e.append(elapsed)
+            timings = detections.timings
+            if timings is None:
+                raise EdgecvError("Model.predict returned detections without timings")
+            self.stages.append((timings.preprocess, timings.infer, timings.postprocess))
+            self.detections = len(detections)
+
+    def _bare(self, record: bool) -> None:
+        if self.bare is None:
+            return
+        start = time.perf_counter()
+        self.bare(self.tensor)
+        elapsed = (time.perf_counter() - start) * 1e3
+        if record:
+            self.bare_ms.append(elapsed)
+
+    def result(self, warmup: int, runs: int) -> Measurement:
+        pre, infer, post = (summarize(list(stage)) for stage in zip(*self.stages, strict=True))
+        e2e = summarize(self.e2e)
+        bare = summarize(self.bare_ms) if self.bare_ms else None
+        return Measurement(
+            e2e=e2e,
+            preprocess=pre,
+            infer=infer,
+            postprocess=post,
+            bare=bare,
+            bare_reason=self.bare_reason,
+            overhead=e2e.p50 / bare.p50 if bare else None,
+            overhead_paired=paired_ratio(self.e2e, self.bare_ms) if bare else None,
+            detections=self.detections,
+            power=self.power.reading(self.source),
+            peak_rss_mb=peak_rss_mb(),
+            warmup=warmup,
+            runs=runs,
+        )
+
+
+def _schedule(rows: int, warmup: int, runs: int, interleave: bool, block: int) -> list[tuple[int, bool]]:
+    """(row, timed?) for every turn, in order."""
+    if not interleave or rows == 1:
+        return [(row, i >= warmup) for row in range(rows) for i in range(warmup + runs)]
+    turns = [(row, False) for row in range(rows) for _ in range(warmup)]
+    for start in range(0, runs, block):
+        for row in range(rows):
+            turns.append((row, False))  # lets the previous model's threads wind down
+            turns += [(row, True)] * min(block, runs - start)
+    return turns
+
+
+def benchmark(
+    models: Sequence[Model],
+    image: npt.NDArray[np.uint8],
+    *,
+    warmup: int = 10,
+    runs: int = 100,
+    meter: PowerMeter | Unavailable | None = None,
+    interleave: bool = True,
+    block: int = 10,
+    progress: Progress | None = None,
+) -> list[Measurement]:
+    """Measure each model on ``image`` (a decoded BGR frame); one ``Measurement`` per model.
+
+    ``interleave`` alternates several models in blocks of ``block`` timed calls, each block after
+    one untimed call (the default: fair on a noisy machine); otherwise each model runs all its
+    calls before the next starts. ``meter`` attributes power to each model's timed calls (see
+    ``edgecv.sensors``).
+    """
+    if runs < 1 or warmup < 0 or block < 1:
+        raise ValueError("runs and block must be >= 1 and warmup >= 0")
+    rows = [_Row(model, image, meter) for model in models]
+    schedule = _schedule(len(rows), warmup, runs, interleave, block)
+    gc.collect()
+    for done, (index, timed) in enumerate(schedule, start=1):
+        rows[index].turn(record=timed)
+        if progress is not None:
+            progress(done, len(schedule))
+    return [row.result(warmup, runs) for row in rows]
