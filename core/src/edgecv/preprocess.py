@@ -1,11 +1,12 @@
 """Image -> input tensor: letterbox, colour order, scaling, layout, quantization.
 
-One resize, one border copy and one conversion pass per channel; quantized inputs go through a
-256-entry lookup table. No per-pixel Python.
+One resize, one border copy and one lookup-table pass per channel (float or quantized values);
+no per-pixel Python.
 """
 
 from __future__ import annotations
 
+import functools
 from typing import Any, cast
 
 import attrs
@@ -71,16 +72,23 @@ def to_tensor(canvas: npt.NDArray[np.uint8], spec: InputSpec) -> npt.NDArray[Any
         return np.ascontiguousarray(layout)[None]
     height, width = canvas.shape[:2]
     if spec.layout == "NCHW":
-        # Plane by plane: cv2.split + one multiply per channel is ~10x faster than
-        # cv2.dnn.blobFromImage on OpenCV 5 and than a strided numpy transpose.
+        # Plane by plane: cv2.split + a float lookup table per channel, written in place, is ~10x
+        # faster than cv2.dnn.blobFromImage on OpenCV 5 and than a strided numpy transpose.
         tensor = np.empty((1, 3, height, width), np.float32)
+        table = _scale_table(spec.scale)
         planes = cv2.split(canvas)
         for index, plane in enumerate(planes[::-1] if swap else planes):
-            np.multiply(plane, np.float32(spec.scale), out=tensor[0, index], casting="unsafe")
+            cv2.LUT(plane, table, dst=tensor[0, index])
     else:
         pixels = canvas[..., ::-1] if swap else canvas
         tensor = np.multiply(pixels, np.float32(spec.scale), dtype=np.float32)[None]
     return tensor if spec.dtype == "float32" else tensor.astype(spec.dtype)
+
+
+@functools.lru_cache(maxsize=8)
+def _scale_table(scale: float) -> npt.NDArray[np.float32]:
+    """Pixel value (0..255) -> float input value, for ``cv2.LUT``."""
+    return (np.arange(256, dtype=np.float32) * np.float32(scale)).reshape(1, 256)
 
 
 def _quantization_table(spec: InputSpec) -> npt.NDArray[Any]:
