@@ -88,7 +88,8 @@ def to_tensor(canvas: npt.NDArray[np.uint8], spec: InputSpec) -> npt.NDArray[Any
 @functools.lru_cache(maxsize=8)
 def _scale_table(scale: float) -> npt.NDArray[np.float32]:
     """Pixel value (0..255) -> float input value, for ``cv2.LUT``."""
-    return (np.arange(256, dtype=np.float32) * np.float32(scale)).reshape(1, 256)
+    table: npt.NDArray[np.float32] = (np.arange(256, dtype=np.float32) * np.float32(scale)).reshape(1, 256)
+    return table
 
 
 def _quantization_table(spec: InputSpec) -> npt.NDArray[Any]:
