@@ -15,8 +15,6 @@ import hashlib
 import http.client
 import json
 import os
-import shutil
-import tempfile
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -24,6 +22,7 @@ from pathlib import Path
 import attrs
 
 from edgecv.errors import ModelError, RegistryError
+from edgecv.files import atomic_target
 from edgecv.spec import file_sha256, to_tuple
 
 DEFAULT_MODEL = "yolov8n"
@@ -183,29 +182,24 @@ def fetch(name: str, entry: RegistryEntry) -> Path:
 
 def download(url: str, target: Path, sha256: str, timeout: float = 30.0) -> Path:
     """Download ``url`` to ``target`` atomically; keep it only when its sha256 matches."""
+    digest = hashlib.sha256()
     try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        handle, partial_name = tempfile.mkstemp(dir=target.parent, prefix=target.name, suffix=".part")
-    except OSError as exc:
+        with atomic_target(target) as partial:
+            try:
+                with open(partial, "wb") as out, urllib.request.urlopen(url, timeout=timeout) as response:
+                    while block := response.read(1 << 20):
+                        digest.update(block)
+                        out.write(block)
+            except (urllib.error.URLError, http.client.HTTPException, OSError, ValueError) as exc:
+                raise RegistryError(f"{url}: {exc}") from exc
+            if digest.hexdigest() != sha256:
+                raise RegistryError(
+                    f"{url} has sha256 {digest.hexdigest()[:12]}…, expected {sha256[:12]}…",
+                    "The mirror is corrupt.",
+                )
+    except OSError as exc:  # creating the cache folder, the temporary file, or the final rename
         raise RegistryError(
             f"Cannot write to the model cache {target.parent}: {exc}",
             "Set EDGECV_CACHE_DIR to a writable folder.",
         ) from exc
-    digest = hashlib.sha256()
-    partial = Path(partial_name)
-    try:
-        with os.fdopen(handle, "wb") as out, urllib.request.urlopen(url, timeout=timeout) as response:
-            while block := response.read(1 << 20):
-                digest.update(block)
-                out.write(block)
-        if digest.hexdigest() != sha256:
-            raise RegistryError(
-                f"{url} has sha256 {digest.hexdigest()[:12]}…, expected {sha256[:12]}…",
-                "The mirror is corrupt.",
-            )
-        shutil.move(partial, target)
-        return target
-    except (urllib.error.URLError, http.client.HTTPException, OSError, ValueError) as exc:
-        raise RegistryError(f"{url}: {exc}") from exc
-    finally:
-        partial.unlink(missing_ok=True)
+    return target

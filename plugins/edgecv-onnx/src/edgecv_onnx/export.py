@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import importlib
 import json
-import os
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -22,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 import attrs
 
 from edgecv.errors import BackendError, ConfigError, ModelError
+from edgecv.files import atomic_target
 
 if TYPE_CHECKING:
     import onnx
@@ -246,11 +245,5 @@ def _save(model: onnx.ModelProto, target: Path) -> None:
     """Write next to ``target`` then rename, so a failed export never leaves half a file."""
     import onnx
 
-    target.parent.mkdir(parents=True, exist_ok=True)
-    handle, partial = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".part")
-    os.close(handle)
-    try:
-        onnx.save(model, partial)
-        os.replace(partial, target)
-    finally:
-        Path(partial).unlink(missing_ok=True)
+    with atomic_target(target) as partial:
+        onnx.save(model, str(partial))
