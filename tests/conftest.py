@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from edgecv.registry import assets_dir
+
 # Variables that change how edgecv resolves models or loads plugins; each test starts without them.
 EDGECV_VARIABLES = (
     "EDGECV_PLUGINS",
@@ -23,19 +25,9 @@ EDGECV_VARIABLES = (
 )
 
 
-def _find_assets() -> Path | None:
-    configured = os.environ.get("EDGECV_ASSETS")
-    if configured:
-        return Path(configured)
-    for candidate in (Path.cwd().parent / "shared" / "assets", Path.cwd() / "shared" / "assets"):
-        if candidate.is_dir():
-            return candidate
-    return None
-
-
 @pytest.fixture(scope="session")
 def assets() -> Path:
-    found = _find_assets()
+    found = assets_dir()
     if found is None or not (found / "SOURCES.md").is_file():
         pytest.fail(
             f"edgecv test assets not found (EDGECV_ASSETS={os.environ.get('EDGECV_ASSETS')!r}, "

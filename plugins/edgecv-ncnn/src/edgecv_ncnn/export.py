@@ -25,7 +25,8 @@ from typing import TYPE_CHECKING, Any
 import attrs
 import numpy as np
 
-from edgecv.errors import ConfigError, ImageError, ModelError
+from edgecv.calibration import calibration_files
+from edgecv.errors import ConfigError, ModelError
 from edgecv.spec import parse_metadata_value
 from edgecv_ncnn import metadata as metafile
 from edgecv_ncnn import paramfile, session, tools
@@ -150,26 +151,6 @@ def _convert(pnnx: Path, source: Path, work: Path, spec: ModelSpec, *, fp16: boo
     output = tools.run(command, work, f"pnnx could not convert {source.name}", PNNX_HINT)
     if not (work / PARAM).is_file() or not (work / BIN).is_file():
         raise ModelError(f"pnnx wrote no NCNN model for {source.name}: {tools.last_lines(output)}", PNNX_HINT)
-
-
-def calibration_files(folder: Path, count: int) -> list[Path]:
-    """The first ``count`` images of ``folder`` in name order (deterministic, so exports repeat)."""
-    from edgecv.images import iter_image_files
-
-    if count < 1:
-        raise ConfigError(f"--calib-size must be at least 1, got {count}", "Pass e.g. --calib-size 64.")
-    if not folder.is_dir():
-        raise ConfigError(
-            f"Calibration folder {folder} does not exist",
-            "Pass --calib with a folder of representative images (e.g. a few dozen from your data).",
-        )
-    try:
-        return list(iter_image_files([folder]))[:count]
-    except ImageError as exc:
-        raise ConfigError(
-            f"Calibration folder {folder} holds no images",
-            "Put 32-128 representative .jpg/.png images in it (e.g. from your validation set).",
-        ) from exc
 
 
 def _quantize(

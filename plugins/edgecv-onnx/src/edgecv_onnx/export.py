@@ -102,7 +102,7 @@ def export(source: Path, output: Path, options: Mapping[str, Any]) -> Path:
 
     files: list[Path] = []
     if settings.precision == "int8":
-        from edgecv_onnx.calibration import calibration_files
+        from edgecv.calibration import calibration_files
         from edgecv_onnx.quantize import require_quantization_support
 
         require_quantization_support()
