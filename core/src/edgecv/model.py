@@ -1,6 +1,6 @@
 """``Model``: a loaded model that runs the pipeline, and ``load`` which builds one.
 
-Timing is taken here and only here, so ``predict``, ``bench`` and ``run`` report the same stages.
+Timing is taken here and only here, so ``predict``, ``val`` and ``bench`` report the same stages.
 """
 
 from __future__ import annotations
@@ -114,7 +114,7 @@ class Model:
         return result  # type: ignore[no-any-return]
 
     def infer(self, tensor: npt.NDArray[Any]) -> list[npt.NDArray[Any]]:
-        """Run the backend on a prepared tensor (what ``bench`` compares with the bare runtime)."""
+        """Run the backend on a prepared tensor through its plugin (``bare_infer`` skips edgecv entirely)."""
         outputs = self._hook.edgecv_infer(spec=self.spec, session=self.session, tensor=tensor)
         if outputs is None:
             raise BackendError(
