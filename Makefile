@@ -22,7 +22,8 @@ demo: install
 
 # Test install: editable packages, the example third-party backend, dev tools.
 install-dev: $(BIN)/python
-	$(PIP) install -e ./core -e ./plugins/edgecv-onnx -e ./plugins/edgecv-ncnn -e ./examples/edgecv-opencv-dnn \
+	$(PIP) install -e ./core -e ./plugins/edgecv-onnx -e ./plugins/edgecv-ncnn -e ./plugins/edgecv-tflite \
+		-e ./examples/edgecv-opencv-dnn \
 		-r requirements-dev.txt
 	# pnnx (NCNN export) declares torch but its converter executable does not need it.
 	$(PIP) install --no-deps pnnx

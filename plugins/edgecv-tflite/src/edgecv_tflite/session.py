@@ -1,0 +1,238 @@
+"""Everything that touches the TFLite interpreter: options, tensor descriptions, (de)quantization."""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from edgecv.errors import ConfigError, ModelError
+from edgecv.spec import LoadedModel, Quantization, TensorSpec
+from edgecv_tflite import runtime
+from edgecv_tflite.metadata import read_metadata
+
+KNOWN_OPTIONS = frozenset({"threads", "boxes_normalized"})
+EDGETPU_OPTIONS = KNOWN_OPTIONS | {"device"}
+EDGETPU_OP = b"edgetpu-custom-op"
+DEVICE_FORMS = "usb, usb:N, pci or pci:N"
+
+
+class OutputTensor:
+    """An output's interpreter index and how to turn its values into float32."""
+
+    def __init__(
+        self, index: int, dtype: np.dtype[Any], scales: npt.NDArray[np.float32], zero_points: Any, axis: int
+    ):
+        self.index = index
+        self.quantized = dtype.kind in "iu" and scales.size > 0
+        shape_axis = axis
+        self.scale: npt.NDArray[np.float32] | np.float32 = scales.astype(np.float32)
+        self.zero_point: npt.NDArray[np.float32] | np.float32 = np.asarray(zero_points, dtype=np.float32)
+        self.axis = shape_axis if scales.size > 1 else None
+
+    def dequantize(self, values: npt.NDArray[Any]) -> npt.NDArray[np.float32]:
+        if not self.quantized:
+            return np.asarray(values, dtype=np.float32)
+        scale, zero_point = self.scale, self.zero_point
+        if self.axis is not None:
+            shape = [1] * values.ndim
+            shape[self.axis] = -1
+            scale, zero_point = np.reshape(scale, shape), np.reshape(zero_point, shape)
+        else:
+            scale, zero_point = np.float32(np.ravel(scale)[0]), np.float32(np.ravel(zero_point)[0])
+        result: npt.NDArray[np.float32] = (values.astype(np.float32) - zero_point) * scale
+        return result
+
+
+class TfliteSession:
+    """An allocated interpreter with its input and output tensor indices bound once."""
+
+    def __init__(self, interpreter: Any) -> None:
+        self.interpreter = interpreter
+        self.input_index = int(interpreter.get_input_details()[0]["index"])
+        self.outputs = [_output(d) for d in interpreter.get_output_details()]
+        self.output_indices = [o.index for o in self.outputs]
+
+    def run(self, tensor: npt.NDArray[Any]) -> list[npt.NDArray[np.float32]]:
+        self.interpreter.set_tensor(self.input_index, tensor)
+        self.interpreter.invoke()
+        return [o.dequantize(self.interpreter.get_tensor(o.index)) for o in self.outputs]
+
+
+def _output(detail: Mapping[str, Any]) -> OutputTensor:
+    params = detail.get("quantization_parameters") or {}
+    scales = np.asarray(params.get("scales", ()), dtype=np.float32)
+    zero_points = np.asarray(params.get("zero_points", ()), dtype=np.int64)
+    if scales.size == 0 and detail.get("quantization", (0.0, 0))[0]:
+        scale, zero_point = detail["quantization"]
+        scales, zero_points = np.asarray([scale], np.float32), np.asarray([zero_point], np.int64)
+    return OutputTensor(
+        int(detail["index"]),
+        np.dtype(detail["dtype"]),
+        scales,
+        zero_points,
+        int(params.get("quantized_dimension", 0)),
+    )
+
+
+def _quantization(detail: Mapping[str, Any]) -> Quantization | None:
+    if np.dtype(detail["dtype"]).kind not in "iu":
+        return None
+    params = detail.get("quantization_parameters") or {}
+    scales = [float(s) for s in np.ravel(params.get("scales", ()))]
+    zero_points = [int(z) for z in np.ravel(params.get("zero_points", ()))]
+    if not scales:
+        scale, zero_point = detail.get("quantization", (0.0, 0))
+        if not scale:
+            return None
+        scales, zero_points = [float(scale)], [int(zero_point)]
+    if len(scales) == 1:
+        return Quantization(scale=scales[0], zero_point=zero_points[0] if zero_points else 0)
+    return Quantization(
+        scale=tuple(scales), zero_point=tuple(zero_points), axis=int(params.get("quantized_dimension", 0))
+    )
+
+
+def _tensor(detail: Mapping[str, Any]) -> TensorSpec:
+    signature = detail.get("shape_signature")
+    dims = signature if signature is not None and len(signature) else detail["shape"]
+    shape = tuple(int(d) if int(d) > 0 else None for d in dims)
+    return TensorSpec(str(detail["name"]), shape, np.dtype(detail["dtype"]).name, _quantization(detail))
+
+
+def check_options(options: Mapping[str, Any], known: frozenset[str], backend: str) -> None:
+    unknown = set(options) - known
+    if unknown:
+        raise ConfigError(
+            f"Unknown {backend} option(s): {', '.join(sorted(unknown))}",
+            f"Known options: {', '.join(sorted(known))}.",
+        )
+    threads = options.get("threads")
+    if threads is not None and (not isinstance(threads, int) or isinstance(threads, bool) or threads < 1):
+        raise ConfigError(
+            f"TFLite threads must be a positive integer, got {threads!r}", "Pass --threads 1 or more."
+        )
+
+
+def is_edgetpu_model(path: Path) -> bool:
+    """Compiled for the Edge TPU: named ``*_edgetpu.tflite`` (edgetpu_compiler's suffix) or holds its op."""
+    if path.name.lower().endswith("_edgetpu.tflite"):
+        return True
+    try:
+        return EDGETPU_OP in path.read_bytes()
+    except OSError:
+        return False
+
+
+def _check_file(path: Path, backend: str) -> None:
+    if path.is_dir():
+        raise ModelError(f"{path} is a folder, not a .tflite file", "Pass the .tflite file itself.")
+    if backend == "tflite" and is_edgetpu_model(path):
+        status = runtime.check_edgetpu()
+        reason = (
+            "the Edge TPU backend is available: run it with --backend edgetpu"
+            if status.available
+            else (f"no Edge TPU here ({status.reason})")
+        )
+        raise ModelError(
+            f"{path.name} is compiled for the Edge TPU and cannot run on the CPU TFLite backend; {reason}",
+            "" if status.available else status.hint,
+        )
+
+
+def _interpreter(path: Path, options: Mapping[str, Any], delegates: list[Any]) -> Any:
+    module = runtime.interpreter_module()
+    try:
+        interpreter = module.Interpreter(
+            model_path=str(path), num_threads=options.get("threads"), experimental_delegates=delegates or None
+        )
+        interpreter.allocate_tensors()
+    except (ValueError, RuntimeError) as exc:
+        message = " ".join(str(exc).split())
+        raise ModelError(
+            f"TFLite cannot load {path.name}: {message[:200]}",
+            "The file is corrupt, truncated or not a TFLite model: export or download it again.",
+        ) from exc
+    return interpreter
+
+
+def _edgetpu_interpreter(path: Path, options: Mapping[str, Any]) -> Any:
+    device = options.get("device")
+    if device is not None and not _valid_device(str(device)):
+        raise ConfigError(f"Unknown Edge TPU device {device!r}", f"Pass device as {DEVICE_FORMS}.")
+    if importlib.util.find_spec("pycoral") is not None:
+        edgetpu = importlib.import_module("pycoral.utils.edgetpu")
+        try:
+            interpreter = edgetpu.make_interpreter(str(path), device=device)
+            interpreter.allocate_tensors()
+        except (ValueError, RuntimeError) as exc:
+            raise ModelError(
+                f"The Edge TPU cannot load {path.name}: {' '.join(str(exc).split())[:200]}",
+                "Compile the full-integer model with edgetpu_compiler, or check the device.",
+            ) from exc
+        return interpreter
+    return _interpreter(path, options, [runtime.load_edgetpu_delegate(str(device) if device else None)])
+
+
+def _valid_device(device: str) -> bool:
+    kind, _, index = device.partition(":")
+    return kind in ("usb", "pci") and (index == "" or index.isdigit())
+
+
+def open_session(path: Path, options: Mapping[str, Any], backend: str = "tflite") -> LoadedModel:
+    check_options(options, EDGETPU_OPTIONS if backend == "edgetpu" else KNOWN_OPTIONS, backend)
+    _check_file(path, backend)
+    interpreter = (
+        _edgetpu_interpreter(path, options) if backend == "edgetpu" else _interpreter(path, options, [])
+    )
+    inputs = interpreter.get_input_details()
+    if len(inputs) != 1:
+        raise ModelError(
+            f"{path.name} has {len(inputs)} inputs; edgecv runs models with one image input",
+            "Export the detector with a single image input.",
+        )
+    session = TfliteSession(interpreter)
+    input_spec = _tensor(inputs[0])
+    outputs = tuple(_tensor(d) for d in interpreter.get_output_details())
+    normalized = options.get("boxes_normalized")
+    if normalized is None:
+        normalized = probe_boxes_normalized(session, input_spec)
+    return LoadedModel(
+        session=session,
+        input=input_spec,
+        outputs=outputs,
+        metadata=read_metadata(path),
+        layout="NHWC",
+        boxes_normalized=normalized,
+    )
+
+
+def probe_boxes_normalized(session: TfliteSession, tensor: TensorSpec) -> bool | None:
+    """Whether the model emits boxes in 0..1 of the input, from the numbers themselves.
+
+    One run on a grey (114) image: a YOLO head still regresses a box at every anchor, whose centres
+    span the whole input, so their largest value is about the input width in pixel units and about 1
+    when normalized. ``None`` (let the core decide) for outputs that are not ``[1, C, N]``/``[1, N, C]``.
+    """
+    if any(d is None for d in tensor.shape):
+        return None
+    grey = np.full(tuple(int(d) for d in tensor.shape if d is not None), 114 / 255, dtype=np.float32)
+    quant = tensor.quantization
+    if quant is not None:
+        scale = float(np.ravel(np.asarray(quant.scale))[0])
+        zero_point = float(np.ravel(np.asarray(quant.zero_point))[0])
+        info = np.iinfo(np.dtype(tensor.dtype))
+        values = np.clip(np.rint(grey / scale + zero_point), info.min, info.max)
+        feed = values.astype(tensor.dtype)
+    else:
+        feed = grey.astype(tensor.dtype)
+    first = session.run(feed)[0]
+    if first.ndim != 3 or first.shape[0] != 1:
+        return None
+    boxes = first[0, :4, :] if first.shape[1] < first.shape[2] else first[0, :, :4].T
+    return bool(np.abs(boxes[:2]).max() <= 2.0)
