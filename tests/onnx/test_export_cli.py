@@ -117,7 +117,7 @@ def test_unknown_calibration_method(tmp_path: Path, assets: Path, calib: Path, y
         "export", "-m", yolo11n, "--to", "onnx", "--precision", "int8", "--calib", calib,
         "--calib-method", "kl", "-o", tmp_path / "o.onnx", assets=assets,
     )  # fmt: skip
-    assert_one_line_error(result, "Unknown calibration method 'kl'", "minmax, entropy, percentile")
+    assert_one_line_error(result, "Unknown calibration method 'kl'", "percentile, minmax, entropy")
 
 
 def test_missing_onnx_package_names_the_extra(

@@ -22,11 +22,11 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import attrs
 import numpy as np
 
 from edgecv.calibration import calibration_files
 from edgecv.errors import ConfigError, ModelError
+from edgecv.exporting import ExportOptions
 from edgecv.spec import parse_metadata_value
 from edgecv_ncnn import metadata as metafile
 from edgecv_ncnn import paramfile, session, tools
@@ -35,7 +35,6 @@ if TYPE_CHECKING:
     from edgecv.model import Model
     from edgecv.spec import ModelSpec
 
-PRECISIONS = ("fp32", "fp16", "int8")
 CALIB_METHODS = ("kl", "aciq", "eq")  # ncnn2table's methods; kl is its default
 DEFAULT_CALIB_SIZE = 64
 PARAM, BIN = "model.ncnn.param", "model.ncnn.bin"
@@ -45,48 +44,11 @@ PNNX_HINT = (
 )
 
 
-@attrs.frozen
-class ExportOptions:
-    """The ``options`` mapping of ``edgecv_export``, checked once (other keys belong to other targets)."""
-
-    precision: str = "fp32"
-    imgsz: int | None = None
-    calib: Path | None = None
-    calib_size: int = DEFAULT_CALIB_SIZE
-    calib_method: str = "kl"
-
-    @classmethod
-    def parse(cls, options: Mapping[str, Any]) -> ExportOptions:
-        precision = str(options.get("precision") or "fp32").lower()
-        if precision not in PRECISIONS:
-            raise ConfigError(
-                f"Unknown precision {options.get('precision')!r} for NCNN export",
-                f"Pass --precision {', '.join(PRECISIONS)}.",
-            )
-        method = str(options.get("calib_method") or "kl").lower()
-        if method not in CALIB_METHODS:
-            raise ConfigError(
-                f"Unknown calibration method {options.get('calib_method')!r} for NCNN INT8",
-                f"ncnn2table knows {', '.join(CALIB_METHODS)}.",
-            )
-        calib, calib_size = options.get("calib"), options.get("calib_size")
-        return cls(
-            precision=precision,
-            imgsz=options.get("imgsz"),
-            calib=Path(calib) if calib is not None else None,
-            calib_size=int(calib_size) if calib_size is not None else DEFAULT_CALIB_SIZE,
-            calib_method=method,
-        )
-
-
 def export(source: Path, output: Path, options: Mapping[str, Any]) -> Path:
     """Convert the ONNX model ``source`` into an NCNN model folder at ``output``; return the folder."""
-    settings = ExportOptions.parse(options)
-    if settings.precision == "int8" and settings.calib is None:
-        raise ConfigError(
-            "INT8 export needs calibration images",
-            "Pass --calib DIR with a few dozen representative images, e.g. --calib coco128/images/train2017.",
-        )
+    settings = ExportOptions.parse(
+        options, target="NCNN", calib_methods=CALIB_METHODS, default_calib_size=DEFAULT_CALIB_SIZE
+    )
     if source.suffix.lower() != ".onnx" or not source.is_file():
         raise ModelError(f"{source} is not an .onnx file", "edgecv export --to ncnn converts ONNX models.")
     # Missing tools fail before any work is done.

@@ -17,9 +17,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import attrs
-
 from edgecv.errors import BackendError, ConfigError, ModelError
+from edgecv.exporting import ExportOptions
 from edgecv.files import atomic_target
 
 if TYPE_CHECKING:
@@ -28,52 +27,9 @@ if TYPE_CHECKING:
     from edgecv.model import Model
 
 TARGET = "onnx"
-PRECISIONS = ("fp32", "fp16", "int8")
-CALIB_METHODS = ("minmax", "entropy", "percentile")
-DEFAULT_CALIB_METHOD = "percentile"
+CALIB_METHODS = ("percentile", "minmax", "entropy")  # the first is the default
 DEFAULT_CALIB_SIZE = 64
 EXPORT_HINT = "pip install edgecv-onnx[export] (it adds the onnx package)."
-
-
-@attrs.frozen
-class ExportOptions:
-    """The ``options`` mapping of ``edgecv_export``, checked once."""
-
-    precision: str = "fp32"
-    imgsz: int | None = None
-    calib: Path | None = None
-    calib_size: int = DEFAULT_CALIB_SIZE
-    calib_method: str = DEFAULT_CALIB_METHOD
-    float_last_convs: bool = False
-    """Also keep the convs that feed the head in float (slower, rarely needed)."""
-    optimize: bool = True
-    """Run onnxruntime's ``quant_pre_process`` (shape inference + graph optimization) first."""
-
-    @classmethod
-    def parse(cls, options: Mapping[str, Any]) -> ExportOptions:
-        precision = str(options.get("precision") or "fp32").lower()
-        if precision not in PRECISIONS:
-            raise ConfigError(
-                f"Unknown precision {options.get('precision')!r} for ONNX export",
-                f"Pass --precision {', '.join(PRECISIONS)}.",
-            )
-        method = str(options.get("calib_method") or DEFAULT_CALIB_METHOD).lower()
-        if method not in CALIB_METHODS:
-            raise ConfigError(
-                f"Unknown calibration method {options.get('calib_method')!r}",
-                f"Pass --calib-method {', '.join(CALIB_METHODS)}.",
-            )
-        calib = options.get("calib")
-        calib_size = options.get("calib_size")
-        return cls(
-            precision=precision,
-            imgsz=options.get("imgsz"),
-            calib=Path(calib) if calib is not None else None,
-            calib_size=int(calib_size) if calib_size is not None else DEFAULT_CALIB_SIZE,
-            calib_method=method,
-            float_last_convs=bool(options.get("float_last_convs", False)),
-            optimize=bool(options.get("optimize", True)),
-        )
 
 
 def require_onnx() -> None:
@@ -88,12 +44,9 @@ def require_onnx() -> None:
 
 def export(source: Path, output: Path, options: Mapping[str, Any]) -> Path:
     """Write ``source`` at the precision in ``options`` to ``output``; return the written file."""
-    settings = ExportOptions.parse(options)
-    if settings.precision == "int8" and settings.calib is None:
-        raise ConfigError(
-            "INT8 export needs calibration images",
-            "Pass --calib DIR with a few dozen representative images, e.g. from your validation set.",
-        )
+    settings = ExportOptions.parse(
+        options, target="ONNX", calib_methods=CALIB_METHODS, default_calib_size=DEFAULT_CALIB_SIZE
+    )
     require_onnx()
     import onnx
 
@@ -164,8 +117,9 @@ def _to_int8(
         ImageCalibrationReader(reference, files),
         input_size=reference.spec.imgsz,
         method=settings.calib_method,
-        optimize=settings.optimize,
-        float_last_convs=settings.float_last_convs,
+        # Expert switches (Python API only): quant_pre_process first; keep the head's feeding convs float.
+        optimize=bool(settings.raw.get("optimize", True)),
+        float_last_convs=bool(settings.raw.get("float_last_convs", False)),
     )
     details["edgecv_quantization"] = (
         "static QDQ: activations uint8 per-tensor, weights int8 per-channel (least-error scales); "
