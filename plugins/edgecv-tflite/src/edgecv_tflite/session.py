@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import importlib.util
-from collections.abc import Mapping
+import os
+import sys
+import tempfile
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -145,13 +149,40 @@ def _check_file(path: Path, backend: str) -> None:
         )
 
 
+@contextlib.contextmanager
+def _native_stderr_filtered() -> Iterator[None]:
+    """Hold back the C++ runtime's stderr while a model loads, then pass on all but ``INFO:`` lines.
+
+    LiteRT prints "INFO: Created TensorFlow Lite XNNPACK delegate" (and its own copy of load errors)
+    straight to file descriptor 2, which would break edgecv's one-line error output. On failure the
+    held text is dropped: the exception carries the runtime's message.
+    """
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as held:
+        os.dup2(held.fileno(), 2)
+        try:
+            yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+        held.seek(0)
+        text = held.read().decode(errors="replace")
+    kept = [line for line in text.splitlines() if line.strip() and not line.startswith("INFO:")]
+    if kept:
+        sys.stderr.write("\n".join(kept) + "\n")
+
+
 def _interpreter(path: Path, options: Mapping[str, Any], delegates: list[Any]) -> Any:
     module = runtime.interpreter_module()
     try:
-        interpreter = module.Interpreter(
-            model_path=str(path), num_threads=options.get("threads"), experimental_delegates=delegates or None
-        )
-        interpreter.allocate_tensors()
+        with _native_stderr_filtered():
+            interpreter = module.Interpreter(
+                model_path=str(path),
+                num_threads=options.get("threads"),
+                experimental_delegates=delegates or None,
+            )
+            interpreter.allocate_tensors()
     except (ValueError, RuntimeError) as exc:
         message = " ".join(str(exc).split())
         raise ModelError(
