@@ -80,3 +80,10 @@ def test_unknown_option_and_bad_threads(models: Path) -> None:
 def test_folder_is_not_a_model(tmp_path: Path) -> None:
     with pytest.raises(ModelError, match="is a folder"):
         edgecv.load(tmp_path, backend="tflite")
+
+
+def test_successful_predict_leaves_stderr_empty(bus_path: Path, models: Path) -> None:
+    # LiteRT writes "INFO: Created TensorFlow Lite XNNPACK delegate" to fd 2; the plugin holds it back.
+    result = edgecv_cli("predict", bus_path, "--model", models / "yolov8n_int8.tflite", "--json")
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == ""

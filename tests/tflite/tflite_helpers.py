@@ -52,10 +52,10 @@ def edgecv_cli(*args: str | Path, env: dict[str, str] | None = None) -> subproce
 
 
 def error_line(result: subprocess.CompletedProcess[str]) -> str:
-    """The one ``error:`` line of a failed run (LiteRT's own INFO lines on stderr are not ours)."""
+    """The one ``error:`` line of a failed run: stderr holds nothing else (no LiteRT INFO lines)."""
     assert result.returncode == 1, (result.returncode, result.stdout, result.stderr)
     assert "Traceback" not in result.stderr, result.stderr
-    lines = [line for line in result.stderr.strip().splitlines() if not line.startswith("INFO: ")]
+    lines = result.stderr.strip().splitlines()
     assert len(lines) == 1, result.stderr
     assert lines[0].startswith("error: "), lines[0]
     return lines[0]
