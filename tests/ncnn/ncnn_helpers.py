@@ -6,10 +6,7 @@ tests instead of skipping them: a skip would hide that the converter was never e
 
 from __future__ import annotations
 
-import os
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -54,24 +51,3 @@ def expected_from_sources(model_file: str) -> list[tuple[str, float]]:
                 expected += [(match.group(1), float(s)) for s in match.group(2).split(",")]
             return expected
     raise AssertionError(f"{model_file} has no bus.jpg row in SOURCES.md")
-
-
-def edgecv_cli(*args: str | Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    """``python -m edgecv ARGS`` in a subprocess, as users run it."""
-    return subprocess.run(
-        [sys.executable, "-m", "edgecv", *map(str, args)],
-        capture_output=True,
-        text=True,
-        env={**os.environ, "EDGECV_DEBUG": "0", **(env or {})},
-        timeout=300,
-    )
-
-
-def assert_one_line_error(result: subprocess.CompletedProcess[str], *fragments: str) -> str:
-    assert result.returncode == 1, (result.returncode, result.stdout, result.stderr)
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1, result.stderr
-    assert lines[0].startswith("error: "), lines[0]
-    for fragment in fragments:
-        assert fragment in lines[0], (fragment, lines[0])
-    return lines[0]

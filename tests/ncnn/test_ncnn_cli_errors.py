@@ -8,7 +8,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from ncnn_helpers import YOLO11, YOLOV8, assert_one_line_error, edgecv_cli, exported, model_path
+from cli_runner import assert_one_line_error, run_edgecv
+from ncnn_helpers import YOLO11, YOLOV8, exported, model_path
 
 from edgecv.testing.reference import asset
 
@@ -42,7 +43,7 @@ def bad(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def predict(model: Path, *extra: str) -> str:
     return assert_one_line_error(
-        edgecv_cli("predict", asset("images", "bus.jpg"), "--model", model, "--backend", "ncnn", *extra)
+        run_edgecv("predict", asset("images", "bus.jpg"), "--model", model, "--backend", "ncnn", *extra)
     )
 
 
@@ -89,7 +90,7 @@ def test_export_without_pnnx(tmp_path: Path) -> None:
         "EDGECV_PNNX": "",
     }
     line = assert_one_line_error(
-        edgecv_cli("export", "--model", model_path(YOLO11), "--to", "ncnn", "-o", tmp_path / "out", env=env)
+        run_edgecv("export", "--model", model_path(YOLO11), "--to", "ncnn", "-o", tmp_path / "out", env=env)
     )
     assert "Exporting to NCNN needs the pnnx converter, which was not found" in line
     assert "pip install --no-deps pnnx" in line and "EDGECV_PNNX" in line
@@ -101,6 +102,6 @@ def test_int8_export_without_ncnn_tools(tmp_path: Path) -> None:
     env = {"EDGECV_NCNN_TOOLS": str(tmp_path / "empty"), "PATH": "/usr/bin:/bin"}
     calib = asset("coco128", "images", "train2017")
     args = ("export", "--model", model_path(YOLO11), "--to", "ncnn", "--precision", "int8", "--calib", calib)
-    line = assert_one_line_error(edgecv_cli(*args, "-o", tmp_path / "out", env=env))
+    line = assert_one_line_error(run_edgecv(*args, "-o", tmp_path / "out", env=env))
     assert "INT8 export to NCNN needs ncnn2table and ncnn2int8, not found on EDGECV_NCNN_TOOLS=" in line
     assert "build ncnn's tools from source" in line and "NCNN_BUILD_TOOLS=ON" in line

@@ -11,7 +11,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from ncnn_helpers import YOLO11, YOLOV8, edgecv_cli, exported, model_path
+from cli_runner import run_edgecv
+from ncnn_helpers import YOLO11, YOLOV8, exported, model_path
 
 import edgecv
 from edgecv.errors import BackendError, ConfigError, ModelError
@@ -61,7 +62,7 @@ def test_export_folder_and_metadata(
 
 def test_cli_export_into_a_folder_that_holds_other_things(tmp_path: Path) -> None:
     (tmp_path / "notes.txt").write_text("keep me")
-    result = edgecv_cli(
+    result = run_edgecv(
         "export",
         "--model",
         model_path(YOLO11),

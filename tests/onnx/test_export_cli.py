@@ -4,35 +4,13 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import onnx
 import pytest
+from cli_runner import assert_one_line_error, run_edgecv
 
 import edgecv
-
-
-def edgecv_cli(*args: str | Path, assets: Path, code: str | None = None) -> subprocess.CompletedProcess[str]:
-    command = [sys.executable, "-c", code] if code else [sys.executable, "-m", "edgecv"]
-    return subprocess.run(
-        [*command, *map(str, args)],
-        capture_output=True,
-        text=True,
-        env={**os.environ, "EDGECV_ASSETS": str(assets)},
-        timeout=300,
-    )
-
-
-def assert_one_line_error(result: subprocess.CompletedProcess[str], *fragments: str) -> None:
-    assert result.returncode == 1, (result.returncode, result.stdout, result.stderr)
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1, result.stderr
-    assert lines[0].startswith("error: "), lines[0]
-    for fragment in fragments:
-        assert fragment in lines[0], (fragment, lines[0])
 
 
 @pytest.fixture(scope="module")
@@ -47,7 +25,7 @@ def yolo11n(models: Path) -> Path:
 
 def test_int8_export_of_yolo11n_with_check(tmp_path: Path, assets: Path, calib: Path, yolo11n: Path) -> None:
     output = tmp_path / "yolo11n_int8.onnx"
-    result = edgecv_cli(
+    result = run_edgecv(
         "export", "-m", yolo11n, "--to", "onnx", "--precision", "int8", "--calib", calib,
         "--calib-size", 8, "--calib-method", "minmax", "--check", assets / "coco128", "-o", output,
         assets=assets,
@@ -68,7 +46,7 @@ def test_int8_export_of_yolo11n_with_check(tmp_path: Path, assets: Path, calib: 
 
 def test_fp16_export_keeps_float32_io_and_detections(tmp_path: Path, assets: Path, yolo11n: Path) -> None:
     output = tmp_path / "yolo11n_fp16.onnx"
-    result = edgecv_cli(
+    result = run_edgecv(
         "export", "-m", yolo11n, "--to", "onnx", "--precision", "fp16", "-o", output, assets=assets
     )
     assert result.returncode == 0, result.stderr
@@ -88,7 +66,7 @@ def test_empty_calibration_folder(tmp_path: Path, assets: Path, yolo11n: Path) -
     empty = tmp_path / "empty"
     empty.mkdir()
     (empty / "notes.txt").write_text("no images here")
-    result = edgecv_cli(
+    result = run_edgecv(
         "export", "-m", yolo11n, "--to", "onnx", "--precision", "int8", "--calib", empty,
         "-o", tmp_path / "out.onnx", assets=assets,
     )  # fmt: skip
@@ -97,7 +75,7 @@ def test_empty_calibration_folder(tmp_path: Path, assets: Path, yolo11n: Path) -
 
 
 def test_int8_without_calibration_images(tmp_path: Path, assets: Path, yolo11n: Path) -> None:
-    result = edgecv_cli(
+    result = run_edgecv(
         "export", "-m", yolo11n, "--to", "onnx", "--precision", "int8", "-o", tmp_path / "o.onnx",
         assets=assets,
     )  # fmt: skip
@@ -105,7 +83,7 @@ def test_int8_without_calibration_images(tmp_path: Path, assets: Path, yolo11n: 
 
 
 def test_unknown_precision(tmp_path: Path, assets: Path, yolo11n: Path) -> None:
-    result = edgecv_cli(
+    result = run_edgecv(
         "export", "-m", yolo11n, "--to", "onnx", "--precision", "int4", "-o", tmp_path / "o.onnx",
         assets=assets,
     )  # fmt: skip
@@ -113,7 +91,7 @@ def test_unknown_precision(tmp_path: Path, assets: Path, yolo11n: Path) -> None:
 
 
 def test_unknown_calibration_method(tmp_path: Path, assets: Path, calib: Path, yolo11n: Path) -> None:
-    result = edgecv_cli(
+    result = run_edgecv(
         "export", "-m", yolo11n, "--to", "onnx", "--precision", "int8", "--calib", calib,
         "--calib-method", "kl", "-o", tmp_path / "o.onnx", assets=assets,
     )  # fmt: skip
@@ -125,7 +103,7 @@ def test_missing_onnx_package_names_the_extra(
 ) -> None:
     # `None` in sys.modules makes `import onnx` fail as if the package were not installed.
     hide_onnx = "import sys; sys.modules['onnx'] = None; from edgecv.cli import main; main()"
-    result = edgecv_cli(
+    result = run_edgecv(
         "export", "-m", yolo11n, "--to", "onnx", "--precision", "int8", "--calib", calib,
         "-o", tmp_path / "o.onnx", assets=assets, code=hide_onnx,
     )  # fmt: skip
@@ -133,7 +111,7 @@ def test_missing_onnx_package_names_the_extra(
 
 
 def test_already_quantized_source(tmp_path: Path, assets: Path, models: Path) -> None:
-    result = edgecv_cli(
+    result = run_edgecv(
         "export", "-m", models / "yolo11n_320_int8.onnx", "--to", "onnx", "--precision", "fp16",
         "-o", tmp_path / "o.onnx", assets=assets,
     )  # fmt: skip

@@ -6,7 +6,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from tflite_helpers import edgecv_cli, error_line
+from cli_runner import assert_one_line_error, run_edgecv
 
 import edgecv
 from edgecv.errors import ConfigError, ModelError
@@ -22,7 +22,7 @@ def truncated(models: Path, tmp_path: Path) -> Path:
 
 
 def test_corrupt_model(bus_path: Path, truncated: Path) -> None:
-    line = error_line(edgecv_cli("predict", bus_path, "--model", truncated))
+    line = assert_one_line_error(run_edgecv("predict", bus_path, "--model", truncated))
     assert "TFLite cannot load yolov8n_int8.tflite" in line
     assert "corrupt, truncated or not a TFLite model: export or download it again" in line
 
@@ -30,7 +30,7 @@ def test_corrupt_model(bus_path: Path, truncated: Path) -> None:
 def test_text_file_named_tflite(bus_path: Path, tmp_path: Path) -> None:
     fake = tmp_path / "model.tflite"
     fake.write_text("not a flatbuffer\n")
-    line = error_line(edgecv_cli("predict", bus_path, "--model", fake, "--backend", "tflite"))
+    line = assert_one_line_error(run_edgecv("predict", bus_path, "--model", fake, "--backend", "tflite"))
     assert "TFLite cannot load model.tflite" in line
 
 
@@ -41,11 +41,11 @@ def test_edgetpu_model_without_edge_tpu(bus_path: Path, models: Path, tmp_path: 
     model = tmp_path / "yolov8n_full_integer_quant_edgetpu.tflite"
     shutil.copyfile(models / "yolov8n_full_integer_quant.tflite", model)
     # auto: the Edge TPU backend is unavailable, the CPU backend refuses the compiled model.
-    line = error_line(edgecv_cli("predict", bus_path, "--model", model))
+    line = assert_one_line_error(run_edgecv("predict", bus_path, "--model", model))
     assert "is compiled for the Edge TPU and cannot run on the CPU TFLite backend" in line
     assert status.reason in line and "libedgetpu1-std" in line and "--backend tflite" in line
     # asking for the Edge TPU backend says what is missing and how to install it.
-    line = error_line(edgecv_cli("predict", bus_path, "--model", model, "--backend", "edgetpu"))
+    line = assert_one_line_error(run_edgecv("predict", bus_path, "--model", model, "--backend", "edgetpu"))
     assert f"Backend 'edgetpu' is not available: {status.reason}" in line and "libedgetpu1-std" in line
 
 
@@ -84,6 +84,6 @@ def test_folder_is_not_a_model(tmp_path: Path) -> None:
 
 def test_successful_predict_leaves_stderr_empty(bus_path: Path, models: Path) -> None:
     # LiteRT writes "INFO: Created TensorFlow Lite XNNPACK delegate" to fd 2; the plugin holds it back.
-    result = edgecv_cli("predict", bus_path, "--model", models / "yolov8n_int8.tflite", "--json")
+    result = run_edgecv("predict", bus_path, "--model", models / "yolov8n_int8.tflite", "--json")
     assert result.returncode == 0, result.stderr
     assert result.stderr == ""

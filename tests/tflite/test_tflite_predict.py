@@ -15,7 +15,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from tflite_helpers import TFLITE_MODELS, edgecv_cli, expected_detections
+from cli_runner import run_edgecv
+from tflite_helpers import TFLITE_MODELS, expected_detections
 
 import edgecv
 from edgecv_tflite.metadata import find_metadata_file, parse_simple_yaml, read_metadata
@@ -30,7 +31,7 @@ def sources(assets: Path) -> Path:
 
 @pytest.mark.parametrize("model_file", TFLITE_MODELS)
 def test_cli_predict_matches_sources(models: Path, bus_path: Path, sources: Path, model_file: str) -> None:
-    result = edgecv_cli("predict", bus_path, "--model", models / model_file, "--json")
+    result = run_edgecv("predict", bus_path, "--model", models / model_file, "--json")
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
     found = [(d["label"], d["score"]) for d in report["detections"]]

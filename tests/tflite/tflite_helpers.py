@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import os
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 TFLITE_MODELS = (
@@ -38,24 +35,3 @@ def reference_map(sources: Path, model_file: str) -> tuple[float, float]:
     """(mAP50-95, mAP50) on coco128."""
     cells = sources_row(sources, model_file)
     return float(cells[3]), float(cells[2])
-
-
-def edgecv_cli(*args: str | Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    """``python -m edgecv ARGS`` in a subprocess, as users run it."""
-    return subprocess.run(
-        [sys.executable, "-m", "edgecv", *map(str, args)],
-        capture_output=True,
-        text=True,
-        env={**os.environ, "EDGECV_DEBUG": "0", **(env or {})},
-        timeout=300,
-    )
-
-
-def error_line(result: subprocess.CompletedProcess[str]) -> str:
-    """The one ``error:`` line of a failed run: stderr holds nothing else (no LiteRT INFO lines)."""
-    assert result.returncode == 1, (result.returncode, result.stdout, result.stderr)
-    assert "Traceback" not in result.stderr, result.stderr
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1, result.stderr
-    assert lines[0].startswith("error: "), lines[0]
-    return lines[0]

@@ -92,8 +92,9 @@ def _scale_table(scale: float) -> npt.NDArray[np.float32]:
     return table
 
 
+@functools.lru_cache(maxsize=8)
 def _quantization_table(spec: InputSpec) -> npt.NDArray[Any]:
-    """Pixel value (0..255) -> quantized input value, for ``cv2.LUT``."""
+    """Pixel value (0..255) -> quantized input value, for ``cv2.LUT`` (built once per input spec)."""
     assert spec.quantization is not None
     info = np.iinfo(np.dtype(spec.dtype))
     scale = float(np.asarray(spec.quantization.scale, dtype=np.float64).reshape(-1)[0])
