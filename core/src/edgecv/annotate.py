@@ -27,7 +27,11 @@ def draw(image: npt.NDArray[np.uint8], detections: Detections) -> npt.NDArray[np
         x1, y1, x2, y2 = (round(v) for v in det.box)
         bgr = colour(det.class_id)
         cv2.rectangle(canvas, (x1, y1), (x2, y2), bgr, thickness, cv2.LINE_AA)
-        text = f"{det.label} {det.score:.2f}"
+        text = (
+            f"{det.label} {det.score:.2f}"
+            if det.track_id is None
+            else f"#{det.track_id} {det.label} {det.score:.2f}"
+        )
         scale = thickness / 3
         (tw, th), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, max(1, thickness - 1))
         top = max(y1 - th - base - 2, 0)

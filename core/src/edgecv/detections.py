@@ -41,14 +41,19 @@ class Detection:
     score: float
     class_id: int
     label: str
+    track_id: int | None = None
+    """Set by a tracker (``edgecv.runtime``); ``None`` for a single-image prediction."""
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        data: dict[str, Any] = {
             "label": self.label,
             "class_id": self.class_id,
             "score": round(self.score, 5),
             "box": [round(v, 2) for v in self.box],
         }
+        if self.track_id is not None:
+            data["track_id"] = self.track_id
+        return data
 
 
 def _as_boxes(value: npt.ArrayLike) -> npt.NDArray[np.float32]:
@@ -63,12 +68,17 @@ def _as_class_ids(value: npt.ArrayLike) -> npt.NDArray[np.int64]:
     return np.asarray(value, dtype=np.int64).reshape(-1)
 
 
+def _as_track_ids(value: npt.ArrayLike | None) -> npt.NDArray[np.int64] | None:
+    return None if value is None else _as_class_ids(value)
+
+
 @attrs.frozen(eq=False)
 class Detections:
     """Detections on one image, sorted by score (highest first) when produced by the pipeline.
 
     ``boxes`` is float32 [N, 4] xyxy in original-image pixels, ``scores`` float32 [N],
-    ``class_ids`` int64 [N]; ``names`` maps class ids to labels.
+    ``class_ids`` int64 [N]; ``names`` maps class ids to labels. ``track_ids`` int64 [N] is set
+    by a tracker (stable ids across video frames), else ``None``.
     """
 
     boxes: npt.NDArray[np.float32] = attrs.field(converter=_as_boxes)
@@ -79,6 +89,7 @@ class Detections:
     """(height, width) of the original image."""
     source: str | None = None
     timings: StageTimings | None = None
+    track_ids: npt.NDArray[np.int64] | None = attrs.field(default=None, converter=_as_track_ids)
 
     def __attrs_post_init__(self) -> None:
         if not len(self.boxes) == len(self.scores) == len(self.class_ids):
@@ -86,6 +97,8 @@ class Detections:
                 f"boxes, scores and class_ids differ in length: "
                 f"{len(self.boxes)}, {len(self.scores)}, {len(self.class_ids)}"
             )
+        if self.track_ids is not None and len(self.track_ids) != len(self.scores):
+            raise ValueError(f"track_ids has {len(self.track_ids)} entries for {len(self.scores)} detections")
 
     @classmethod
     def empty(cls, names: Sequence[str] = (), image_shape: tuple[int, int] = (0, 0)) -> Detections:
@@ -122,11 +135,16 @@ class Detections:
     def _item(self, i: int) -> Detection:
         x1, y1, x2, y2 = (float(v) for v in self.boxes[i])
         class_id = int(self.class_ids[i])
-        return Detection((x1, y1, x2, y2), float(self.scores[i]), class_id, self.label_of(class_id))
+        track_id = None if self.track_ids is None else int(self.track_ids[i])
+        return Detection((x1, y1, x2, y2), float(self.scores[i]), class_id, self.label_of(class_id), track_id)
 
     def _select(self, index: slice | npt.NDArray[Any] | Sequence[int]) -> Detections:
         return attrs.evolve(
-            self, boxes=self.boxes[index], scores=self.scores[index], class_ids=self.class_ids[index]
+            self,
+            boxes=self.boxes[index],
+            scores=self.scores[index],
+            class_ids=self.class_ids[index],
+            track_ids=None if self.track_ids is None else self.track_ids[index],
         )
 
     def filter(
