@@ -29,6 +29,9 @@ _LAZY = {
     "LetterboxInfo": "edgecv.preprocess",
     "PostprocessOptions": "edgecv.postprocess",
     "EdgecvError": "edgecv.errors",
+    "Runtime": "edgecv.runtime.loop",
+    "RunConfig": "edgecv.runtime.loop",
+    "FrameResult": "edgecv.runtime.results",
 }
 
 __all__ = [  # noqa: RUF022 - grouped as in _LAZY
@@ -49,6 +52,9 @@ __all__ = [  # noqa: RUF022 - grouped as in _LAZY
     "LetterboxInfo",
     "PostprocessOptions",
     "EdgecvError",
+    "Runtime",
+    "RunConfig",
+    "FrameResult",
 ]
 
 if TYPE_CHECKING:
@@ -58,6 +64,8 @@ if TYPE_CHECKING:
     from edgecv.model import Model, load
     from edgecv.postprocess import PostprocessOptions
     from edgecv.preprocess import LetterboxInfo
+    from edgecv.runtime.loop import RunConfig, Runtime
+    from edgecv.runtime.results import FrameResult
     from edgecv.spec import InputSpec, LoadedModel, ModelSpec, Quantization, TensorSpec
 
 

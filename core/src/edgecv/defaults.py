@@ -6,8 +6,8 @@ for a frame takes precedence.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
@@ -17,6 +17,9 @@ from edgecv import preprocess as _preprocess
 from edgecv.detections import Detections
 from edgecv.hookspecs import hookimpl
 from edgecv.spec import ModelSpec
+
+if TYPE_CHECKING:
+    from edgecv.events.sinks import EventSink
 
 
 @hookimpl(trylast=True)
@@ -34,3 +37,10 @@ def edgecv_postprocess(
     options: _postprocess.PostprocessOptions,
 ) -> Detections:
     return _postprocess.postprocess(outputs, spec, letterbox, options)
+
+
+@hookimpl(trylast=True)
+def edgecv_event_sink(url: str, options: Mapping[str, Any]) -> EventSink | None:
+    from edgecv.events import sinks  # urllib and paho are imported only when a run syncs
+
+    return sinks.core_sink(url, options)

@@ -1,0 +1,6 @@
+"""The real-time runtime behind ``edgecv run``: sources, tracking, thermal throttling, the loop.
+
+``edgecv.Runtime`` / ``edgecv.RunConfig`` / ``edgecv.FrameResult`` are the public names; the
+submodules are ``sources`` (capture threads), ``tracker`` (ByteTrack-style), ``thermal``
+(sensor + policy), ``inference`` (the watched model thread), ``loop``, ``outputs`` and ``stats``.
+"""

@@ -1,0 +1,390 @@
+"""``Runtime``: the long-running loop behind ``edgecv run``, usable from Python as it is.
+
+One thread reads the source (``sources``), one runs the model (``inference``), and the caller's
+thread runs this loop: it decides which frames to infer (``--skip`` and the thermal throttle),
+carries boxes across the others with the tracker, writes events and calls the hooks. A watchdog
+check on every iteration restarts a stalled source or inference.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import math
+import signal
+import sys
+import threading
+import time
+import warnings
+from collections.abc import Callable, Iterator, Sequence
+from types import FrameType
+from typing import Any
+
+import attrs
+
+from edgecv import plugins
+from edgecv.detections import Detections
+from edgecv.errors import EdgecvError
+from edgecv.events.model import Event
+from edgecv.events.policy import EventPolicy, EventSelector
+from edgecv.events.sinks import EventSink
+from edgecv.events.store import EventStore
+from edgecv.events.sync import Syncer
+from edgecv.model import Model
+from edgecv.runtime.inference import InferenceStalled, InferenceWorker
+from edgecv.runtime.results import FrameResult
+from edgecv.runtime.sources import EndOfStream, Frame, FrameSource, open_source
+from edgecv.runtime.stats import RunStats
+from edgecv.runtime.thermal import ThermalGovernor, ThrottleState
+from edgecv.runtime.tracker import ByteTracker, TrackerConfig
+
+log = logging.getLogger(__name__)
+
+
+class RuntimeFailure(EdgecvError):
+    """The pipeline kept failing after restarts."""
+
+
+def _positive(instance: object, attribute: attrs.Attribute[Any], value: float | None) -> None:
+    if value is not None and value <= 0:
+        raise ValueError(f"{attribute.name} must be positive, got {value}")
+
+
+@attrs.frozen
+class RunConfig:
+    """How the loop runs. ``skip``: infer every K-th frame; the others are tracked or reuse the last boxes."""
+
+    skip: int = attrs.field(default=1, validator=_positive)
+    track: bool = False
+    tracker: TrackerConfig = attrs.field(factory=TrackerConfig)
+    max_frames: int | None = attrs.field(default=None, validator=_positive)
+    duration_s: float | None = attrs.field(default=None, validator=_positive)
+    stall_timeout_s: float = attrs.field(default=10.0, validator=_positive)
+    """Watchdog: no frame from the source, or no answer from the model, for this long restarts it."""
+    max_failures: int = attrs.field(default=5, validator=_positive)
+    """Inference errors in a row before the run gives up."""
+    event_flush_s: float = attrs.field(default=0.5, validator=_positive)
+    event_batch: int = attrs.field(default=256, validator=_positive)
+
+
+class _RollingFps:
+    """Results per second over the last second."""
+
+    def __init__(self) -> None:
+        self._times: collections.deque[float] = collections.deque()
+
+    def tick(self, now: float) -> float:
+        self._times.append(now)
+        while now - self._times[0] > 1.0:
+            self._times.popleft()
+        span = now - self._times[0]
+        return (len(self._times) - 1) / span if span > 0 else 0.0
+
+
+class Runtime:
+    """Runs ``model`` on a video source until it ends, a limit is reached, or ``stop()`` is called.
+
+    ``thermal`` is a ``ThermalGovernor``, ``True`` for the default 75/85 °C policy on the
+    hottest sensor, or ``False`` for none. ``plugins`` are objects with ``edgecv_on_*`` hookimpls
+    (results, events, throttle, restart), registered for the duration of the run. Iterate
+    ``results()`` to get each ``FrameResult``, or call ``run()`` to drive the loop and get the
+    ``RunStats``.
+    """
+
+    def __init__(
+        self,
+        model: Model,
+        source: FrameSource | str | int,
+        config: RunConfig | None = None,
+        *,
+        events: EventStore | None = None,
+        event_policy: EventPolicy | None = None,
+        sink: EventSink | None = None,
+        thermal: ThermalGovernor | bool = True,
+        plugins: Sequence[object] = (),
+        realtime: bool = False,
+    ) -> None:
+        self.model = model
+        self.source = source if isinstance(source, FrameSource) else open_source(source, realtime=realtime)
+        self.config = config or RunConfig()
+        self.events = events
+        # True: the default policy on whatever sensor exists; False: no throttling.
+        self.governor = ThermalGovernor() if thermal is True else thermal or None
+        self.stats = RunStats()
+        self._plugins = list(plugins)
+        self._stop = threading.Event()
+        self._tracker = ByteTracker(self.config.tracker) if self.config.track else None
+        # ByteTrack's second stage keeps tracks alive with low-score boxes: the model reports down
+        # to the tracker's floor, and what is shown or logged is filtered at the user's threshold.
+        self._infer_options = (
+            attrs.evolve(model.options, conf=min(model.options.conf, self.config.tracker.low_score))
+            if self._tracker is not None
+            else None
+        )
+        self._selector = (
+            EventSelector(event_policy or EventPolicy(), model.spec.path.name, self.source.name)
+            if events is not None
+            else None
+        )
+        self._syncer = (
+            Syncer(events, sink, on_error=self._sync_offline)
+            if events is not None and sink is not None
+            else None
+        )
+        self._pending_events: list[Event] = []
+        self._last_flush = time.monotonic()
+        self._last_detections: Detections | None = None
+        self._throttle = ThrottleState(1.0, False, None, None, "not read yet")
+        self._since_inference = 0
+        self._failures = 0
+        self._worker: InferenceWorker | None = None
+        self._last_restart = 0.0
+        self._seen_reconnects = 0
+
+    # --- control -----------------------------------------------------------------------------
+
+    def add_plugin(self, plugin: object) -> None:
+        """Register ``plugin`` (hookimpls) for the next run, e.g. an output that needs ``stop``."""
+        self._plugins.append(plugin)
+
+    def stop(self) -> None:
+        """Ask the loop to finish after the current frame. Safe from other threads and signal handlers."""
+        self._stop.set()
+
+    @property
+    def stopping(self) -> bool:
+        return self._stop.is_set()
+
+    def install_signal_handlers(self, on_stats: Callable[[RunStats], None] | None = None) -> None:
+        """SIGINT/SIGTERM stop cleanly (a second SIGINT interrupts); SIGUSR1 reports stats.
+
+        Call from the main thread. ``on_stats`` defaults to printing the summary to stderr.
+        """
+
+        def stop(signum: int, frame: FrameType | None) -> None:
+            if self._stop.is_set() and signum == signal.SIGINT:
+                raise KeyboardInterrupt
+            log.info("received %s: stopping", signal.Signals(signum).name)
+            self.stop()
+
+        def report(signum: int, frame: FrameType | None) -> None:
+            self._refresh_stats()
+            (on_stats or (lambda s: print(s.format(), file=sys.stderr, flush=True)))(self.stats)
+
+        signal.signal(signal.SIGINT, stop)
+        signal.signal(signal.SIGTERM, stop)
+        if hasattr(signal, "SIGUSR1"):
+            signal.signal(signal.SIGUSR1, report)
+
+    def run(self) -> RunStats:
+        for _ in self.results():
+            pass
+        return self.stats
+
+    # --- the loop ----------------------------------------------------------------------------
+
+    def results(self) -> Iterator[FrameResult]:
+        hook = plugins.plugin_manager().hook
+        registered: list[object] = []
+        try:
+            for plugin in self._plugins:
+                plugins.register(plugin)
+                registered.append(plugin)
+            self.source.start()
+            self._worker = InferenceWorker(self.model)
+            if self._syncer is not None:
+                self._syncer.start()
+            fps = _RollingFps()
+            while not self._stop.is_set() and not self._limit_reached():
+                self._poll_thermal(hook)
+                self._poll_reconnects(hook)
+                try:
+                    frame = self.source.read(timeout=0.25)
+                except EndOfStream:
+                    break
+                if frame is None:
+                    self._check_source_stall(hook)
+                    continue
+                result = self._process(frame, fps, hook)
+                hook.edgecv_on_result(result=result)
+                self._collect_events(result, hook)
+                yield result
+        finally:
+            self._finish(hook)
+            for plugin in registered:
+                plugins.unregister(plugin)
+
+    def _limit_reached(self) -> bool:
+        config = self.config
+        if config.max_frames is not None and self.stats.processed >= config.max_frames:
+            return True
+        return config.duration_s is not None and self.stats.elapsed_s >= config.duration_s
+
+    def _process(self, frame: Frame, fps: _RollingFps, hook: Any) -> FrameResult:
+        names, shape = self.model.names, (frame.image.shape[0], frame.image.shape[1])
+        inferred = False
+        if self._throttle.paused:
+            self.stats.paused_frames += 1
+            detections = self._carry(names, shape)
+        elif self._due():
+            found = self._infer(frame, hook)
+            inferred = found is not None
+            if found is None:  # lost to a restart: keep the tracker's clock running
+                detections = self._carry(names, shape)
+            elif self._tracker is not None:
+                detections = self._tracker.update(found).filter(min_score=self.model.options.conf)
+            else:
+                detections = found
+            if found is not None:
+                self._last_detections = detections
+        else:
+            detections = self._carry(names, shape)
+        self._since_inference = 0 if inferred else self._since_inference + 1
+        now = time.monotonic()
+        latency_ms = (now - frame.captured_at) * 1e3
+        timings = detections.timings if inferred else None
+        self.stats.frame_done(now, latency_ms, timings.total if timings is not None else None)
+        return FrameResult(
+            frame=frame.index,
+            timestamp=frame.timestamp,
+            image=frame.image,
+            detections=detections,
+            inferred=inferred,
+            latency_ms=latency_ms,
+            fps=fps.tick(now),
+            throttle=self._throttle.factor,
+            paused=self._throttle.paused,
+        )
+
+    def _due(self) -> bool:
+        """Infer on the first frame, then every ``skip / throttle`` frames."""
+        if self._last_detections is None:
+            return True
+        stride = math.ceil(self.config.skip / max(self._throttle.factor, 1e-3) - 1e-9)
+        return self._since_inference + 1 >= stride
+
+    def _carry(self, names: tuple[str, ...], shape: tuple[int, int]) -> Detections:
+        """Boxes for a frame the model skipped: the tracker's prediction, else the last detections."""
+        if self._tracker is not None:
+            return self._tracker.predict(shape).filter(min_score=self.model.options.conf)
+        if self._last_detections is not None:
+            return attrs.evolve(self._last_detections, timings=None)
+        return Detections.empty(names, shape)
+
+    def _infer(self, frame: Frame, hook: Any) -> Detections | None:
+        """The model's detections, or ``None`` when this frame was lost to a watchdog restart."""
+        assert self._worker is not None
+        try:
+            detections = self._worker.predict(
+                frame.image, self.source.name, self.config.stall_timeout_s, self._infer_options
+            )
+        except InferenceStalled as exc:
+            self._restart_worker(str(exc), hook)
+        except Exception as exc:
+            self._failures += 1
+            if self._failures >= self.config.max_failures:
+                raise RuntimeFailure(
+                    f"Inference failed {self._failures} times in a row; last: {type(exc).__name__}: {exc}",
+                    "Check the model and backend with `edgecv predict` on one frame; "
+                    "run with --debug for the traceback.",
+                ) from exc
+            self._restart_worker(f"inference failed: {type(exc).__name__}: {exc}", hook)
+        else:
+            self._failures = 0
+            return detections
+        return None
+
+    def _restart(self, reason: str, hook: Any) -> None:
+        self.stats.restarts += 1
+        self._last_restart = time.monotonic()
+        log.warning("watchdog: %s; restarting (restart %d)", reason, self.stats.restarts)
+        hook.edgecv_on_restart(reason=reason, restarts=self.stats.restarts)
+
+    def _restart_worker(self, reason: str, hook: Any) -> None:
+        if self._worker is not None:
+            self._worker.close()
+        self._worker = InferenceWorker(self.model)
+        self._restart(reason, hook)
+
+    def _check_source_stall(self, hook: Any) -> None:
+        quiet_since = max(self.source.last_progress(), self._last_restart, self.stats.started)
+        if time.monotonic() - quiet_since > self.config.stall_timeout_s:
+            reason = f"no frame from {self.source.name} for {self.config.stall_timeout_s:g} s"
+            self.source.restart(reason)
+            self._restart(reason, hook)
+
+    def _poll_reconnects(self, hook: Any) -> None:
+        reconnects = self.source.stats.reconnects
+        if reconnects > self._seen_reconnects:
+            self._seen_reconnects = reconnects
+            hook.edgecv_on_restart(reason=f"reconnected to {self.source.name}", restarts=self.stats.restarts)
+
+    def _poll_thermal(self, hook: Any) -> None:
+        if self.governor is None:
+            return
+        changed = self.governor.poll()
+        if changed is not None:
+            self._throttle = changed
+            self.stats.throttle = changed.factor
+            hook.edgecv_on_throttle(state=changed)
+
+    # --- events ------------------------------------------------------------------------------
+
+    def _collect_events(self, result: FrameResult, hook: Any) -> None:
+        if self._selector is None:
+            return
+        if result.inferred:
+            self._pending_events.extend(
+                self._selector.select(result.detections, frame=result.frame, time=result.timestamp)
+            )
+        due = time.monotonic() - self._last_flush >= self.config.event_flush_s
+        if len(self._pending_events) >= self.config.event_batch or (due and self._pending_events):
+            self._flush_events(hook)
+
+    def _flush_events(self, hook: Any) -> None:
+        self._last_flush = time.monotonic()
+        if self.events is None or not self._pending_events:
+            return
+        batch, self._pending_events = self._pending_events, []
+        self.events.add(batch)
+        self.stats.events_written += len(batch)
+        hook.edgecv_on_events(events=batch)
+        if self._syncer is not None:
+            self._syncer.wake()
+
+    def _sync_offline(self, message: str) -> None:
+        assert self._syncer is not None
+        warnings.warn(
+            f"cannot sync events ({message}); they stay queued in {self.events.path if self.events else '?'} "
+            "and are retried with backoff",
+            RuntimeWarning,
+            stacklevel=1,
+        )
+
+    # --- shutdown ----------------------------------------------------------------------------
+
+    def _refresh_stats(self) -> None:
+        source = self.source.stats
+        self.stats.read, self.stats.dropped, self.stats.reconnects = (
+            source.read,
+            source.dropped,
+            source.reconnects,
+        )
+        if self.events is not None:
+            store = self.events.stats()
+            self.stats.events_pending, self.stats.events_dropped = store.pending, store.dropped
+        if self._syncer is not None:
+            self.stats.synced, self.stats.sync_failures = self._syncer.stats.sent, self._syncer.stats.failures
+
+    def _finish(self, hook: Any) -> None:
+        """Flush and close in the order that loses nothing: events first, then sync, then the source."""
+        self.stats.ended = time.monotonic()
+        try:
+            self._flush_events(hook)
+        finally:
+            if self._syncer is not None:
+                self._syncer.stop()
+            self.source.close()
+            if self._worker is not None:
+                self._worker.close()
+            self._refresh_stats()

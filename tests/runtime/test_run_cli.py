@@ -1,0 +1,210 @@
+"""``edgecv run`` end to end, in a subprocess, on the real video and model."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import cv2
+import pytest
+from cli_runner import assert_one_line_error, run_edgecv
+
+
+@pytest.fixture(scope="module")
+def video(assets: Path) -> Path:
+    return assets / "videos" / "pedestrians_vtest_30s.mp4"
+
+
+@pytest.fixture(scope="module")
+def model_path(models: Path) -> Path:
+    return models / "yolov8n_fp32_dequant.onnx"
+
+
+def _frames(stdout: str) -> list[dict[str, object]]:
+    return [json.loads(line) for line in stdout.splitlines() if line.strip()]
+
+
+def test_json_lines_one_per_frame_with_detections(video: Path, model_path: Path) -> None:
+    result = run_edgecv(
+        "run", video, "--model", model_path, "--max-frames", "100", "--json", "--thermal", "off"
+    )
+    assert result.returncode == 0, result.stderr
+    frames = _frames(result.stdout)
+    assert [f["frame"] for f in frames] == list(range(100))
+    assert all(f["inferred"] for f in frames)
+    people = [sum(d["label"] == "person" for d in f["detections"]) for f in frames]  # type: ignore[union-attr]
+    assert min(people) >= 3, people  # the scene always shows several pedestrians
+    first = frames[0]
+    assert set(first) >= {"frame", "timestamp", "latency_ms", "infer_ms", "fps", "detections"}
+    assert "100 processed, 100 inferred, 0 dropped" in result.stderr
+
+
+def test_skip_with_tracking_gives_boxes_and_stable_ids_on_every_frame(video: Path, model_path: Path) -> None:
+    result = run_edgecv(
+        "run", video, "--model", model_path, "--max-frames", "60", "--skip", "3", "--track", "--json"
+    )
+    assert result.returncode == 0, result.stderr
+    frames = _frames(result.stdout)
+    assert len(frames) == 60
+    assert [f["inferred"] for f in frames] == [i % 3 == 0 for i in range(60)]
+    ids_per_frame = []
+    for f in frames:
+        dets = f["detections"]
+        assert dets, f"frame {f['frame']} has no boxes"
+        assert all(isinstance(d["track_id"], int) for d in dets)  # type: ignore[index, union-attr]
+        ids_per_frame.append({d["track_id"] for d in dets if d["label"] == "person"})  # type: ignore[index, union-attr]
+    # People walking keep their ids: most ids of one frame are still there on the next.
+    kept = [len(a & b) / max(1, len(a)) for a, b in itertools.pairwise(ids_per_frame)]
+    assert sum(kept) / len(kept) >= 0.85, kept
+    assert "60 processed, 20 inferred, 0 dropped" in result.stderr
+
+
+def test_save_writes_a_playable_annotated_video(video: Path, model_path: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out" / "annotated.mp4"
+    result = run_edgecv("run", video, "--model", model_path, "--max-frames", "25", "--save", out, "--track")
+    assert result.returncode == 0, result.stderr
+    capture = cv2.VideoCapture(str(out))
+    frames = 0
+    while True:
+        ok, image = capture.read()
+        if not ok:
+            break
+        frames += 1
+        assert image.shape == (576, 768, 3)
+    assert frames == 25
+    assert not list(out.parent.glob(".*part*")), "the partial file was not renamed"
+
+
+def test_events_are_logged_durably(video: Path, model_path: Path, tmp_path: Path) -> None:
+    db = tmp_path / "events.db"
+    stats = tmp_path / "stats.json"
+    result = run_edgecv(
+        "run",
+        video,
+        "--model",
+        model_path,
+        "--max-frames",
+        "30",
+        "--track",
+        "--events",
+        db,
+        "--event-classes",
+        "person",
+        "--event-new-tracks",
+        "--stats-json",
+        stats,
+    )
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(stats.read_text())
+    with sqlite3.connect(db) as conn:
+        rows = conn.execute("SELECT COUNT(*) FROM events").fetchone()[0]
+        labels = {r[0] for r in conn.execute("SELECT DISTINCT label FROM events")}
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert rows == summary["events"]["written"] == summary["events"]["pending"] > 3
+    assert labels == {"person"}
+
+
+def test_sigterm_stops_cleanly_and_keeps_everything(video: Path, model_path: Path, tmp_path: Path) -> None:
+    db, out = tmp_path / "events.db", tmp_path / "out.mp4"
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "edgecv",
+            "run",
+            str(video),
+            "--model",
+            str(model_path),
+            "--realtime",
+            "--json",
+            "--save",
+            str(out),
+            "--events",
+            str(db),
+            "--thermal",
+            "off",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "EDGECV_DEBUG": "0"},
+    )
+    assert process.stdout is not None
+    lines = [process.stdout.readline() for _ in range(15)]
+    process.send_signal(signal.SIGTERM)
+    rest, stderr = process.communicate(timeout=60)
+    assert process.returncode == 0, stderr
+    frames = _frames("".join(lines) + rest)
+    assert 15 <= len(frames) < 300
+    assert "processed" in stderr and "Traceback" not in stderr
+    capture = cv2.VideoCapture(str(out))
+    assert int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) == len(frames)
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("SELECT COUNT(*) FROM events").fetchone()[0] > 0
+
+
+def test_unreachable_sync_url_warns_and_keeps_events(video: Path, model_path: Path, tmp_path: Path) -> None:
+    db = tmp_path / "events.db"
+    started = time.monotonic()
+    result = run_edgecv(
+        "run",
+        video,
+        "--model",
+        model_path,
+        "--max-frames",
+        "10",
+        "--events",
+        db,
+        "--sync",
+        "http://127.0.0.1:9/events",
+        "--thermal",
+        "off",
+    )
+    assert result.returncode == 0, result.stderr
+    warnings = [line for line in result.stderr.splitlines() if line.startswith("warning:")]
+    assert len(warnings) == 1 and "127.0.0.1:9" in warnings[0] and "queued" in warnings[0], result.stderr
+    assert "Traceback" not in result.stderr
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("SELECT COUNT(*) FROM events").fetchone()[0] > 0
+    assert time.monotonic() - started < 120
+
+
+@pytest.mark.parametrize(
+    ("args", "fragments"),
+    [
+        (["does-not-exist.mp4"], ["not found", "does-not-exist.mp4"]),
+        (["97"], ["Camera 97", "/dev/video"]),
+    ],
+)
+def test_bad_sources_fail_in_one_line(args: list[str], fragments: list[str], model_path: Path) -> None:
+    assert_one_line_error(run_edgecv("run", *args, "--model", model_path), *fragments)
+
+
+def test_corrupt_video_fails_in_one_line(tmp_path: Path, model_path: Path) -> None:
+    bad = tmp_path / "broken.mp4"
+    bad.write_bytes(b"\x00\x00\x00\x18ftypmp42" + os.urandom(4096))
+    assert_one_line_error(run_edgecv("run", bad, "--model", model_path), "broken.mp4")
+
+
+def test_read_only_event_log_fails_in_one_line(video: Path, model_path: Path) -> None:
+    assert_one_line_error(
+        run_edgecv("run", video, "--model", model_path, "--events", "/proc/edgecv/events.db"),
+        "/proc/edgecv/events.db",
+        "--events",
+    )
+
+
+def test_option_errors_fail_in_one_line(video: Path, tmp_path: Path) -> None:
+    assert_one_line_error(run_edgecv("run", video, "--sync", "http://127.0.0.1:9/"), "--events")
+    assert_one_line_error(
+        run_edgecv("run", video, "--events", tmp_path / "x.db", "--sync", "ftp://example/"), "ftp://"
+    )
+    assert_one_line_error(run_edgecv("run", video, "--event-new-tracks"), "--track")
+    assert_one_line_error(run_edgecv("run", video, "--thermal", "hot"), "thermal policy 'hot'")
