@@ -9,6 +9,7 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -137,9 +138,13 @@ def test_sigterm_stops_cleanly_and_keeps_everything(video: Path, model_path: Pat
         env={**os.environ, "EDGECV_DEBUG": "0"},
     )
     assert process.stdout is not None
-    lines = [process.stdout.readline() for _ in range(15)]
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(itertools.islice(process.stdout, 15)), daemon=True)  # type: ignore[arg-type]
+    reader.start()
+    reader.join(timeout=120)  # a child that never prints fails the test instead of hanging it
     process.send_signal(signal.SIGTERM)
     rest, stderr = process.communicate(timeout=60)
+    assert len(lines) == 15, stderr
     assert process.returncode == 0, stderr
     frames = _frames("".join(lines) + rest)
     assert 15 <= len(frames) < 300

@@ -7,9 +7,10 @@ inference, a temperature reader for the governor); the model, decoding and track
 
 from __future__ import annotations
 
+import itertools
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -97,8 +98,8 @@ class ScriptedCapture:
         pass
 
 
-def _camera(scripts: list[list[Image | str]]) -> tuple[Any, threading.Event]:
-    """A live source whose n-th open plays ``scripts[n]``."""
+def _camera(scripts: list[Iterable[Image | str]]) -> tuple[Any, threading.Event]:
+    """A live source whose n-th open plays ``scripts[n]`` (later opens hang)."""
     release = threading.Event()
     opened = iter(scripts)
 
@@ -109,7 +110,7 @@ def _camera(scripts: list[list[Image | str]]) -> tuple[Any, threading.Event]:
 
 
 def test_stalled_source_is_restarted(model: Model, frames: list[Image]) -> None:
-    source, release = _camera([[*frames[:5], "hang"], frames * 3])
+    source, release = _camera([[*frames[:5], "hang"], itertools.cycle(frames)])
     recorder = Recorder()
     runtime = Runtime(
         model, source, RunConfig(max_frames=12, stall_timeout_s=1.0), thermal=False, plugins=[recorder]
@@ -125,7 +126,7 @@ def test_stalled_source_is_restarted(model: Model, frames: list[Image]) -> None:
 
 
 def test_disconnected_stream_reconnects(model: Model, frames: list[Image]) -> None:
-    source, release = _camera([[*frames[:4], "fail"], [*frames[4:], *frames]])
+    source, release = _camera([[*frames[:4], "fail"], itertools.cycle(frames)])
     recorder = Recorder()
     runtime = Runtime(
         model, source, RunConfig(max_frames=10, stall_timeout_s=5.0), thermal=False, plugins=[recorder]
@@ -160,7 +161,7 @@ class FaultyModel(Model):
 
 def test_hung_and_crashing_inference_restart_the_worker(model: Model, frames: list[Image]) -> None:
     faulty = FaultyModel(model, {3: "hang", 6: "raise"})
-    source, release = _camera([frames * 2])
+    source, release = _camera([itertools.cycle(frames)])
     recorder = Recorder()
     runtime = Runtime(
         faulty, source, RunConfig(max_frames=10, stall_timeout_s=1.0), thermal=False, plugins=[recorder]
@@ -180,7 +181,7 @@ def test_hung_and_crashing_inference_restart_the_worker(model: Model, frames: li
 
 def test_inference_that_keeps_failing_stops_the_run(model: Model, frames: list[Image]) -> None:
     faulty = FaultyModel(model, {0: "raise"})
-    source, release = _camera([frames * 2])
+    source, release = _camera([itertools.cycle(frames)])
     runtime = Runtime(faulty, source, RunConfig(max_failures=3), thermal=False)
     try:
         with pytest.raises(
@@ -200,7 +201,7 @@ def test_thermal_throttle_stretches_the_stride_and_pauses(model: Model, frames: 
     governor = ThermalGovernor(
         ThermalPolicy(), reader=lambda: Temperature(ramp[min(processed[0], 19)], "fake zone"), interval_s=0.0
     )
-    source, release = _camera([frames * 3])
+    source, release = _camera([itertools.cycle(frames)])
     recorder = Recorder()
     runtime = Runtime(model, source, RunConfig(max_frames=20), thermal=governor, plugins=[recorder])
     try:
