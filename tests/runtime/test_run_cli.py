@@ -212,4 +212,34 @@ def test_option_errors_fail_in_one_line(video: Path, tmp_path: Path) -> None:
         run_edgecv("run", video, "--events", tmp_path / "x.db", "--sync", "ftp://example/"), "ftp://"
     )
     assert_one_line_error(run_edgecv("run", video, "--event-new-tracks"), "--track")
+    assert_one_line_error(
+        run_edgecv("run", video, "--show", env={"DISPLAY": "", "WAYLAND_DISPLAY": ""}),
+        "--show needs a display",
+    )
     assert_one_line_error(run_edgecv("run", video, "--thermal", "hot"), "thermal policy 'hot'")
+
+
+def test_bench_video_compares_the_runtime_with_the_model_bound_rate(video: Path, model_path: Path) -> None:
+    result = run_edgecv(
+        "bench",
+        "--model",
+        model_path,
+        "--video",
+        video,
+        "--skip",
+        "1",
+        "--skip",
+        "3",
+        "--frames",
+        "12",
+        "--rounds",
+        "1",
+        "--json",
+    )
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    one, three = report["results"]
+    assert (one["skip"], three["skip"]) == (1, 3)
+    assert one["model_bound_fps"] == three["model_bound_fps"]  # the same measurement serves both
+    # Inferring a third of the frames is clearly faster than inferring all (about 3x here).
+    assert three["ratio_median"] > 1.5 * one["ratio_median"] > 0

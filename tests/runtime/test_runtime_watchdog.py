@@ -212,11 +212,15 @@ def test_thermal_throttle_stretches_the_stride_and_pauses(model: Model, frames: 
     stats = runtime.stats
     states = [(s.factor, s.paused) for s in recorder.throttles]
     assert states[0] == (pytest.approx(0.6), False)
-    assert (pytest.approx(0.2), True) in states or any(paused for _, paused in states)
+    assert any(paused for _, paused in states)
     assert states[-1] == (1.0, False)
     inferred = [r.inferred for r in recorder.results]
     paused = [r.paused for r in recorder.results]
     assert inferred[:3] == [True, True, True]
     assert stats.paused_frames == sum(paused) >= 4
     assert not any(i and p for i, p in zip(inferred, paused, strict=True))
+    assert all(len(r.detections) == 0 for r in recorder.results if r.paused)
+    # At factor 0.6 the stride is ceil(1 / 0.6) = 2: every other frame is inferred.
+    throttled = [r.inferred for r in recorder.results if r.throttle == pytest.approx(0.6) and not r.paused]
+    assert len(throttled) >= 4 and throttled[:4] in ([True, False, True, False], [False, True, False, True])
     assert all(inferred[-5:])  # back to every frame once cool

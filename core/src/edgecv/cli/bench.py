@@ -42,6 +42,25 @@ BLOCK = 10
     is_flag=True,
     help=f"Measure one model after another instead of alternating them in blocks of {BLOCK} calls.",
 )
+@click.option(
+    "--video",
+    default=None,
+    help="Instead: `edgecv run` throughput on this video against the model-bound FPS, alternated in rounds.",
+)
+@click.option(
+    "--skip", "skips", type=click.IntRange(min=1), multiple=True, help="With --video: skip values [1, 3]."
+)
+@click.option("--track", is_flag=True, help="With --video: track between inferences.")
+@click.option(
+    "--frames",
+    type=click.IntRange(min=2),
+    default=150,
+    show_default=True,
+    help="With --video: frames per round.",
+)
+@click.option(
+    "--rounds", type=click.IntRange(min=1), default=3, show_default=True, help="With --video: rounds."
+)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 def bench_command(
     models: tuple[str, ...],
@@ -54,6 +73,11 @@ def bench_command(
     source: str | None,
     data: str | None,
     sequential: bool,
+    video: str | None,
+    skips: tuple[int, ...],
+    track: bool,
+    frames: int,
+    rounds: int,
     as_json: bool,
 ) -> None:
     """Measure latency, overhead, memory and power of models on one image.
@@ -73,6 +97,9 @@ def bench_command(
     from edgecv.images import read_image
     from edgecv.registry import DEFAULT_MODEL
 
+    if video is not None:
+        _bench_video(video, models, backends, imgsz, arch, threads, skips, track, frames, rounds, as_json)
+        return
     image_path = _source_image(source)
     image = read_image(image_path)
     validate = _validator() if data is not None else None
@@ -133,6 +160,48 @@ def bench_command(
         click.echo(json.dumps(report, indent=2))
     else:
         click.echo(format_report(report))
+
+
+def _bench_video(
+    video: str,
+    models: tuple[str, ...],
+    backends: tuple[str, ...],
+    imgsz: int | None,
+    arch: str | None,
+    threads: int | None,
+    skips: tuple[int, ...],
+    track: bool,
+    frames: int,
+    rounds: int,
+    as_json: bool,
+) -> None:
+    from pathlib import Path
+
+    import edgecv
+    from edgecv.bench.video import format_video_report, video_throughput
+    from edgecv.cli.options import backend_options
+    from edgecv.errors import ConfigError, ImageError
+    from edgecv.registry import DEFAULT_MODEL
+
+    if len(models) > 1 or len(backends) > 1:
+        raise ConfigError("--video measures one model on one backend", "Pass a single --model and --backend.")
+    path = Path(video)
+    if not path.is_file():
+        raise ImageError(f"Video file not found: {path}", "Check the path.")
+    model = edgecv.load(
+        models[0] if models else DEFAULT_MODEL,
+        backends[0] if backends else "auto",
+        imgsz=imgsz,
+        arch=arch,
+        **backend_options(threads),
+    )
+    results = video_throughput(model, path, skips=skips or (1, 3), track=track, frames=frames, rounds=rounds)
+    if as_json:
+        click.echo(
+            json.dumps({"video": str(path), "frames": frames, "results": [r.to_dict() for r in results]})
+        )
+    else:
+        click.echo(format_video_report(results, path, frames))
 
 
 def _source_image(source: str | None) -> Path:

@@ -224,8 +224,12 @@ class Runtime:
         names, shape = self.model.names, (frame.image.shape[0], frame.image.shape[1])
         inferred = False
         if self._throttle.paused:
+            # Nothing is known about a frame nobody looked at: no boxes. The tracker's clock still
+            # advances so its motion model stays in frames.
             self.stats.paused_frames += 1
-            detections = self._carry(names, shape)
+            if self._tracker is not None:
+                self._tracker.predict(shape)
+            detections = Detections.empty(names, shape)
         elif self._due():
             found = self._infer(frame, hook)
             inferred = found is not None

@@ -41,6 +41,7 @@ class RunStats:
     latency_ms: collections.deque[float] = attrs.field(factory=_samples)
     infer_ms: collections.deque[float] = attrs.field(factory=_samples)
     intervals_s: collections.deque[float] = attrs.field(factory=_samples)
+    _first_result: float | None = None
     _last_result: float | None = None
 
     def frame_done(self, now: float, latency_ms: float, infer_ms: float | None) -> None:
@@ -51,6 +52,8 @@ class RunStats:
             self.infer_ms.append(infer_ms)
         if self._last_result is not None:
             self.intervals_s.append(now - self._last_result)
+        else:
+            self._first_result = now
         self._last_result = now
 
     @property
@@ -59,8 +62,12 @@ class RunStats:
 
     @property
     def fps(self) -> float:
-        """Processed frames per second over the whole run."""
-        return self.processed / self.elapsed_s if self.elapsed_s > 0 else 0.0
+        """Processed frames per second from the first result to the last: the steady rate, without
+        the start-up (opening the source, the model's first, slower inference)."""
+        if self._first_result is None or self._last_result is None or self.processed < 2:
+            return 0.0
+        span = self._last_result - self._first_result
+        return (self.processed - 1) / span if span > 0 else 0.0
 
     def fps_summary(self) -> dict[str, float] | None:
         """Instantaneous FPS (1 / time between consecutive results): p50, p95 and max."""

@@ -1,0 +1,101 @@
+"""Throughput of the running service against the model-bound rate, on one video, in one process.
+
+Each round times the model alone on frames already decoded in memory (the model-bound FPS: what
+the hardware allows), then ``Runtime`` on the same video file for each ``--skip``, decoding in
+its capture thread. Rounds alternate so that a noisy machine affects both alike; the ratios are
+per round, and their median is reported.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import attrs
+import cv2
+import numpy as np
+import numpy.typing as npt
+
+from edgecv.errors import ImageError
+from edgecv.model import Model
+
+
+@attrs.frozen
+class VideoThroughput:
+    skip: int
+    track: bool
+    model_bound_fps: tuple[float, ...]
+    runtime_fps: tuple[float, ...]
+
+    @property
+    def ratios(self) -> list[float]:
+        return [r / m for r, m in zip(self.runtime_fps, self.model_bound_fps, strict=True)]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "skip": self.skip,
+            "track": self.track,
+            "model_bound_fps": [round(v, 2) for v in self.model_bound_fps],
+            "runtime_fps": [round(v, 2) for v in self.runtime_fps],
+            "ratio_per_round": [round(v, 3) for v in self.ratios],
+            "ratio_median": round(float(np.median(self.ratios)), 3),
+        }
+
+
+def decode_frames(video: Path, count: int) -> list[npt.NDArray[np.uint8]]:
+    capture = cv2.VideoCapture(str(video))
+    frames: list[npt.NDArray[np.uint8]] = []
+    while len(frames) < count:
+        ok, image = capture.read()
+        if not ok:
+            break
+        frames.append(np.asarray(image, dtype=np.uint8))
+    capture.release()
+    if not frames:
+        raise ImageError(f"Cannot decode video {video}", "Check the path and that it plays (ffprobe).")
+    return frames
+
+
+def _model_bound_fps(model: Model, frames: Sequence[npt.NDArray[np.uint8]]) -> float:
+    start = time.perf_counter()
+    for image in frames:
+        model.predict(image)
+    return len(frames) / (time.perf_counter() - start)
+
+
+def _runtime_fps(model: Model, video: Path, frames: int, skip: int, track: bool) -> float:
+    from edgecv.runtime.loop import RunConfig, Runtime
+
+    runtime = Runtime(model, str(video), RunConfig(skip=skip, track=track, max_frames=frames), thermal=False)
+    return runtime.run().fps
+
+
+def video_throughput(
+    model: Model, video: Path, *, skips: Sequence[int], track: bool, frames: int, rounds: int
+) -> list[VideoThroughput]:
+    """Model-bound FPS and runtime FPS per skip, ``rounds`` times, alternated."""
+    decoded = decode_frames(video, frames)
+    model.predict(decoded[0])  # warm-up outside the timing
+    bound: list[float] = []
+    measured: dict[int, list[float]] = {skip: [] for skip in skips}
+    for _ in range(rounds):
+        bound.append(_model_bound_fps(model, decoded))
+        for skip in skips:
+            measured[skip].append(_runtime_fps(model, video, len(decoded), skip, track))
+    return [VideoThroughput(skip, track, tuple(bound), tuple(measured[skip])) for skip in skips]
+
+
+def format_video_report(results: Sequence[VideoThroughput], video: Path, frames: int) -> str:
+    lines = [
+        f"video {video.name}: {frames} frames per round, runtime vs the model alone on decoded frames",
+        f"{'skip':>4} {'track':>5}  {'model-bound FPS':>16}  {'runtime FPS':>12}  {'ratio (median)':>14}",
+    ]
+    for result in results:
+        lines.append(
+            f"{result.skip:>4} {('yes' if result.track else 'no'):>5}  "
+            f"{np.median(result.model_bound_fps):>16.2f}  {np.median(result.runtime_fps):>12.2f}  "
+            f"{np.median(result.ratios):>14.3f}"
+        )
+    return "\n".join(lines)
