@@ -12,18 +12,18 @@ import base64
 import json
 import random
 import signal
-import socket
 import subprocess
 import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import pytest
+from event_testing import free_port, make_events, wait_until
 
 from edgecv.errors import ConfigError
 from edgecv.events.model import Event
@@ -44,40 +44,8 @@ FLAKY = (
 )
 
 
-def make_events(count: int, start: int = 0) -> list[Event]:
-    return [
-        Event.new(
-            time=1_700_000_000.0 + i / 10,
-            kind="detection",
-            model="yolov8n",
-            source="cam0",
-            frame=i,
-            label="person",
-            class_id=0,
-            score=0.5 + (i % 50) / 100,
-            box=(i, 2.5, i + 10.25, 40.0),
-            track_id=i % 7 or None,
-        )
-        for i in range(start, start + count)
-    ]
-
-
 def as_json(events: Sequence[Event]) -> dict[str, dict[str, Any]]:
     return {e.id: json.loads(json.dumps(e.to_dict())) for e in events}
-
-
-def wait_until(condition: Callable[[], bool], timeout_s: float, what: str) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout_s} s waiting for {what}")
-        time.sleep(0.02)
-
-
-def closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class Receiver:
@@ -255,7 +223,7 @@ def test_http_sink_raises_a_one_line_sync_error_unless_2xx(
 
 
 def test_http_sink_connection_refused() -> None:
-    sink = HttpSink(f"http://127.0.0.1:{closed_port()}/ingest", timeout_s=2)
+    sink = HttpSink(f"http://127.0.0.1:{free_port()}/ingest", timeout_s=2)
     with pytest.raises(SyncError, match=r"failed: connection refused$"):
         sink.send(make_events(1))
 
@@ -331,7 +299,7 @@ def test_unreachable_receiver_reports_once_and_keeps_events(store: EventStore) -
     written = make_events(30)
     store.add(written)
     errors: list[str] = []
-    url = f"http://127.0.0.1:{closed_port()}/ingest"
+    url = f"http://127.0.0.1:{free_port()}/ingest"
     syncer = Syncer(
         store,
         HttpSink(url, timeout_s=1),

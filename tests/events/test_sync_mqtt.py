@@ -18,11 +18,12 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from event_testing import free_port, make_events, wait_until
 
 from edgecv.errors import ConfigError
 from edgecv.events.model import Event
@@ -49,38 +50,6 @@ def paho_installed() -> bool:
     except ImportError:
         return False
     return True
-
-
-def make_events(count: int, start: int = 0) -> list[Event]:
-    return [
-        Event.new(
-            time=1_700_000_000.0 + i,
-            kind="new_track",
-            model="yolov8n",
-            source="rtsp://cam0",
-            frame=i,
-            label="car",
-            class_id=2,
-            score=0.75,
-            box=(1.0, 2.0, 3.0 + i, 4.0),
-            track_id=i,
-        )
-        for i in range(start, start + count)
-    ]
-
-
-def wait_until(condition: Callable[[], bool], timeout_s: float, what: str) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout_s} s waiting for {what}")
-        time.sleep(0.02)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class Broker:

@@ -32,3 +32,15 @@ def model_options(func: F) -> F:
 
 def backend_options(threads: int | None) -> dict[str, Any]:
     return {"threads": threads} if threads is not None else {}
+
+
+def parse_class_ids(classes: str | None) -> tuple[int, ...] | None:
+    """``--classes 0,2`` as class ids (``None``: every class)."""
+    from edgecv.errors import ConfigError
+
+    try:
+        return tuple(int(c) for c in classes.split(",")) if classes else None
+    except ValueError as exc:
+        raise ConfigError(
+            f"--classes {classes!r} is not a list of class ids", "Pass e.g. --classes 0,2."
+        ) from exc

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from edgecv.cli.options import backend_options, model_options
+from edgecv.cli.options import backend_options, model_options, parse_class_ids
 
 if TYPE_CHECKING:
     from edgecv.detections import Detections
@@ -42,7 +42,7 @@ def predict_command(
 ) -> None:
     """Detect objects in image files or folders of images (SOURCES)."""
     import edgecv
-    from edgecv.errors import ConfigError, EdgecvError, ImageError
+    from edgecv.errors import EdgecvError, ImageError
     from edgecv.images import iter_image_files, read_image
     from edgecv.registry import DEFAULT_MODEL
 
@@ -50,12 +50,7 @@ def predict_command(
     missing = [f for f in files if not f.exists()]
     if missing:
         raise ImageError(f"Image {missing[0]} does not exist", "Check the path.")
-    try:
-        class_ids = tuple(int(c) for c in classes.split(",")) if classes else None
-    except ValueError as exc:
-        raise ConfigError(
-            f"--classes {classes!r} is not a list of class ids", "Pass e.g. --classes 0,2."
-        ) from exc
+    class_ids = parse_class_ids(classes)
     loaded = edgecv.load(
         model or DEFAULT_MODEL,
         backend,

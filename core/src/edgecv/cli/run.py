@@ -6,7 +6,7 @@ from typing import Any
 
 import click
 
-from edgecv.cli.options import backend_options, model_options
+from edgecv.cli.options import backend_options, model_options, parse_class_ids
 
 
 @click.command("run")
@@ -114,12 +114,7 @@ def run_command(
     from edgecv.runtime.sources import open_source
     from edgecv.runtime.thermal import ThermalGovernor, ThermalPolicy
 
-    try:
-        class_ids = tuple(int(c) for c in classes.split(",")) if classes else None
-    except ValueError as exc:
-        raise ConfigError(
-            f"--classes {classes!r} is not a list of class ids", "Pass e.g. --classes 0,2."
-        ) from exc
+    class_ids = parse_class_ids(classes)
     if sync_url and not events_db:
         raise ConfigError("--sync needs an event log to send from", "Add --events events.db.")
     if (event_new_tracks or event_zone) and not track:
