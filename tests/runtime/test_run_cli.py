@@ -80,6 +80,7 @@ def test_save_writes_a_playable_annotated_video(video: Path, model_path: Path, t
         frames += 1
         assert image.shape == (576, 768, 3)
     assert frames == 25
+    assert capture.get(cv2.CAP_PROP_FPS) == pytest.approx(10.0)  # the source's own rate
     assert not list(out.parent.glob(".*part*")), "the partial file was not renamed"
 
 
@@ -213,7 +214,7 @@ def test_option_errors_fail_in_one_line(video: Path, tmp_path: Path) -> None:
     )
     assert_one_line_error(run_edgecv("run", video, "--event-new-tracks"), "--track")
     assert_one_line_error(
-        run_edgecv("run", video, "--show", env={"DISPLAY": "", "WAYLAND_DISPLAY": ""}),
+        run_edgecv("run", "does-not-matter.mp4", "--show", env={"DISPLAY": "", "WAYLAND_DISPLAY": ""}),
         "--show needs a display",
     )
     assert_one_line_error(run_edgecv("run", video, "--thermal", "hot"), "thermal policy 'hot'")

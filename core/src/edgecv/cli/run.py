@@ -121,12 +121,16 @@ def run_command(
         raise ConfigError("--event-new-tracks and --event-zone follow track ids", "Add --track.")
     policy = EventPolicy.parse(event_classes, event_min_score, event_new_tracks, event_zone)
     governor = ThermalGovernor(ThermalPolicy.parse(thermal)) if thermal != "off" else False
-    video_source = open_source(source, realtime=realtime)
     outputs: list[Any] = []
+    runtime: Runtime | None = None
+    if show:  # before anything is opened: no display is the most likely mistake
+        outputs.append(WindowOutput(lambda: runtime.stop() if runtime is not None else None))
+    video_source = open_source(source, realtime=realtime)
     store = None
     try:
         store = EventStore(events_db, max_rows=retention_rows, max_mb=retention_mb) if events_db else None
         sink = open_sink(sync_url) if sync_url else None
+        video_source.start()  # fails fast on a bad source, and tells the video's frame rate
         loaded = edgecv.load(
             model or DEFAULT_MODEL,
             backend,
@@ -158,15 +162,13 @@ def run_command(
             thermal=governor,
             plugins=outputs,
         )
-        if show:
-            outputs.append(WindowOutput(runtime.stop))
-            runtime.add_plugin(outputs[-1])
         if not (as_json or save or show):
             outputs.append(StatusLineOutput())
             runtime.add_plugin(outputs[-1])
         runtime.install_signal_handlers()
         stats = runtime.run()
     finally:
+        video_source.close()
         for output in outputs:
             output.close()
         if store is not None:

@@ -190,7 +190,8 @@ class Runtime:
             for plugin in self._plugins:
                 plugins.register(plugin)
                 registered.append(plugin)
-            self.source.start()
+            if not self.source.started:  # the CLI starts it early to fail fast and learn the fps
+                self.source.start()
             self._worker = InferenceWorker(self.model)
             if self._syncer is not None:
                 self._syncer.start()

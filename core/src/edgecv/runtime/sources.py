@@ -241,6 +241,10 @@ class FrameSource:
 
     # --- consumer side --------------------------------------------------------------------------
 
+    @property
+    def started(self) -> bool:
+        return self._worker is not None
+
     def start(self) -> None:
         """Open the source and read its first frame (``SourceError`` if either fails), then start reading."""
         if self._worker is not None or self._closed:
