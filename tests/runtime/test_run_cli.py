@@ -140,16 +140,28 @@ def test_sigterm_stops_cleanly_and_keeps_everything(video: Path, model_path: Pat
     )
     assert process.stdout is not None
     lines: list[str] = []
-    reader = threading.Thread(target=lambda: lines.extend(itertools.islice(process.stdout, 15)), daemon=True)  # type: ignore[arg-type]
+    reader = threading.Thread(target=lambda: lines.extend(process.stdout), daemon=True)  # type: ignore[arg-type]
     reader.start()
-    reader.join(timeout=120)  # a child that never prints fails the test instead of hanging it
+
+    def wait_for(count: int) -> None:  # a child that never prints fails the test instead of hanging it
+        deadline = time.monotonic() + 120
+        while len(lines) < count and time.monotonic() < deadline and process.poll() is None:
+            time.sleep(0.05)
+        assert len(lines) >= count, process.stderr.read() if process.poll() is not None else "no output"  # type: ignore[union-attr]
+
+    wait_for(10)
+    process.send_signal(signal.SIGUSR1)  # statistics on demand; the run goes on
+    wait_for(len(lines) + 5)
     process.send_signal(signal.SIGTERM)
-    rest, stderr = process.communicate(timeout=60)
-    assert len(lines) == 15, stderr
+    process.wait(timeout=60)
+    reader.join(timeout=10)  # the only reader of stdout: every line the child wrote is in `lines`
+    assert process.stderr is not None
+    stderr = process.stderr.read()  # a few lines: they fit the pipe while the child ran
     assert process.returncode == 0, stderr
-    frames = _frames("".join(lines) + rest)
+    frames = _frames("".join(lines))
     assert 15 <= len(frames) < 300
-    assert "processed" in stderr and "Traceback" not in stderr
+    assert stderr.count(" processed, ") == 2, stderr  # once on SIGUSR1, once at exit
+    assert "Traceback" not in stderr
     capture = cv2.VideoCapture(str(out))
     assert int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) == len(frames)
     with sqlite3.connect(db) as conn:
