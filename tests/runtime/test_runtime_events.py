@@ -48,7 +48,6 @@ class EventRecorder:
         self.batches.append(list(events))
 
 
-@pytest.mark.filterwarnings("ignore:cannot sync events")
 def test_new_tracks_are_logged_reported_and_synced(models: Path, assets: Path, tmp_path: Path) -> None:
     model = edgecv.load(str(models / "yolov8n_fp32_dequant.onnx"))
     sink = CollectingSink(refuse=2)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import logging
 import os
 import sys
 import warnings
@@ -70,6 +71,32 @@ class EdgecvGroup(click.Group):
             ctx.exit(1)
 
 
+class _OneLineLog(logging.Formatter):
+    """``warning: message``, like the CLI's other messages; tracebacks only with --debug."""
+
+    def __init__(self, debug: bool) -> None:
+        super().__init__()
+        self.debug = debug
+
+    def format(self, record: logging.LogRecord) -> str:
+        text = f"{record.levelname.lower()}: {' '.join(record.getMessage().split())}"
+        if self.debug and record.exc_info:
+            text += "\n" + self.formatException(record.exc_info)
+        return text
+
+
+def _setup_logging(debug: bool) -> None:
+    """edgecv's own log (reconnects, throttling, restarts) to stderr: warnings, or everything with --debug."""
+    logger = logging.getLogger("edgecv")
+    if any(isinstance(h.formatter, _OneLineLog) for h in logger.handlers):
+        return
+    handler = logging.StreamHandler()
+    handler.setFormatter(_OneLineLog(debug))
+    logger.addHandler(handler)
+    logger.setLevel(logging.DEBUG if debug else logging.WARNING)
+    logger.propagate = False
+
+
 def _debug(ctx: click.Context) -> bool:
     root = ctx.find_root()
     return bool(root.params.get("debug")) or os.environ.get("EDGECV_DEBUG") == "1"
@@ -80,8 +107,10 @@ def _debug(ctx: click.Context) -> bool:
 @click.option("--debug", is_flag=True, help="Show full tracebacks on errors.")
 def cli(debug: bool) -> None:
     """edgecv: run computer-vision detectors fast and reliably on edge hardware."""
-    if not debug and os.environ.get("EDGECV_DEBUG") != "1":
+    debugging = debug or os.environ.get("EDGECV_DEBUG") == "1"
+    if not debugging:
         warnings.showwarning = _one_line_warning
+    _setup_logging(debugging)
 
 
 def main() -> None:

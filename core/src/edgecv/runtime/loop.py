@@ -15,7 +15,6 @@ import signal
 import sys
 import threading
 import time
-import warnings
 from collections.abc import Callable, Iterator, Sequence
 from types import FrameType
 from typing import Any
@@ -126,11 +125,8 @@ class Runtime:
             if events is not None
             else None
         )
-        self._syncer = (
-            Syncer(events, sink, on_error=self._sync_offline)
-            if events is not None and sink is not None
-            else None
-        )
+        # The syncer logs going offline and back (one warning line in the CLI); events stay queued.
+        self._syncer = Syncer(events, sink) if events is not None and sink is not None else None
         self._pending_events: list[Event] = []
         self._last_flush = time.monotonic()
         self._last_detections: Detections | None = None
@@ -356,15 +352,6 @@ class Runtime:
         hook.edgecv_on_events(events=batch)
         if self._syncer is not None:
             self._syncer.wake()
-
-    def _sync_offline(self, message: str) -> None:
-        assert self._syncer is not None
-        warnings.warn(
-            f"cannot sync events ({message}); they stay queued in {self.events.path if self.events else '?'} "
-            "and are retried with backoff",
-            RuntimeWarning,
-            stacklevel=1,
-        )
 
     # --- shutdown ----------------------------------------------------------------------------
 
