@@ -14,6 +14,7 @@ import json
 import os
 import shutil
 import socket
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -301,3 +302,26 @@ def test_syncer_rides_out_a_broker_restart(broker: Broker, tmp_path: Path) -> No
         subscriber.close()
     assert subscriber.seen() == {e.id for e in written}
     assert subscriber.messages >= len(written)
+
+
+def test_edgecv_run_ships_its_events_to_the_broker(broker: Broker, tmp_path: Path, assets: Path) -> None:
+    """The whole path from the command line: video → tracked people → event log → MQTT → subscriber."""
+    from cli_runner import run_edgecv
+
+    subscriber = Subscriber(broker.port)
+    db = tmp_path / "events.db"
+    try:
+        result = run_edgecv(
+            "run", assets / "videos" / "pedestrians_vtest_30s.mp4",
+            "--model", assets / "models" / "yolov8n_fp32_dequant.onnx",
+            "--max-frames", "20", "--track", "--events", db, "--event-new-tracks",
+            "--event-classes", "person", "--sync", broker.url, "--thermal", "off",
+        )  # fmt: skip
+        assert result.returncode == 0, result.stderr
+        with sqlite3.connect(db) as conn:
+            assert conn.execute("SELECT COUNT(*) FROM events").fetchone()[0] == 0  # all acknowledged
+        written = json.loads(result.stderr.split("events: ")[1].split(" written")[0])
+        assert written >= 4
+        wait_until(lambda: len(subscriber.seen()) == written, 10, "every event at the subscriber")
+    finally:
+        subscriber.close()
