@@ -22,7 +22,7 @@ demo: install
 
 # Test install: editable packages, the example third-party backend, dev tools.
 install-dev: $(BIN)/python
-	$(PIP) install -e "./core[mqtt]" -e ./plugins/edgecv-onnx -e ./plugins/edgecv-ncnn -e ./plugins/edgecv-tflite \
+	$(PIP) install -e "./core[mqtt]" -e ./plugins/edgecv-onnx -e ./plugins/edgecv-ncnn -e "./plugins/edgecv-tflite[export]" \
 		-e ./examples/edgecv-opencv-dnn \
 		-r requirements-dev.txt
 	# pnnx (NCNN export) declares torch but its converter executable does not need it.

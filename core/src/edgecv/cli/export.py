@@ -14,7 +14,12 @@ MAX_MAP_DROP = 1.0
 @click.command("export")
 @click.option("--model", "-m", required=True, help="Source ONNX model.")
 @click.option("--to", "target", required=True, help="Target format, e.g. ncnn, tflite, onnx.")
-@click.option("--precision", default="fp32", show_default=True, help="fp32, fp16 or int8.")
+@click.option(
+    "--precision",
+    default="fp32",
+    show_default=True,
+    help="fp32, fp16 or int8 (full-integer); tflite also has dynamic (int8 weights, float activations).",
+)
 @click.option("--imgsz", type=int, default=None, help="Static input size of the exported model.")
 @click.option(
     "--calib", type=click.Path(exists=True, file_okay=False), default=None, help="Calibration images."
@@ -23,13 +28,20 @@ MAX_MAP_DROP = 1.0
 @click.option(
     "--calib-method",
     default=None,
-    help="Calibration method of the target (onnx: minmax, entropy, percentile).",
+    help="Calibration method of the target (onnx: minmax, entropy, percentile; tflite: average, minmax).",
 )
 @click.option(
     "--check",
     "check_data",
     default=None,
     help="Dataset to validate the source and the exported model on (as `edgecv val --data`).",
+)
+@click.option(
+    "--io",
+    "io_type",
+    type=click.Choice(["int8", "uint8"]),
+    default=None,
+    help="Input type of a full-integer tflite model [default: int8].",
 )
 @click.option("--output", "-o", required=True, help="Output file or folder.")
 def export_command(
@@ -41,6 +53,7 @@ def export_command(
     calib_size: int | None,
     calib_method: str | None,
     check_data: str | None,
+    io_type: str | None,
     output: str,
 ) -> None:
     """Export MODEL to another format with the plugin that owns that format."""
@@ -56,6 +69,8 @@ def export_command(
         "calib_size": calib_size,
         "calib_method": calib_method,
     }
+    if io_type is not None:
+        options["io"] = io_type
     result = plugins.plugin_manager().hook.edgecv_export(
         source=source, target=target, output=Path(output), options=options
     )

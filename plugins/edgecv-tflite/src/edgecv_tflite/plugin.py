@@ -77,3 +77,13 @@ def edgecv_infer(
     if spec.backend not in BACKENDS:
         return None
     return session.run(tensor)  # type: ignore[no-any-return]
+
+
+@hookimpl
+def edgecv_export(source: Path, target: str, output: Path, options: Mapping[str, Any]) -> Path | None:
+    """``--to tflite``: float32/float16/dynamic-range/full-integer TFLite (needs the ``export`` extra)."""
+    if target != "tflite":
+        return None
+    from edgecv_tflite import export
+
+    return export.export(source, output, options)
