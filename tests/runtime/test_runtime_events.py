@@ -8,8 +8,6 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 import edgecv
 from edgecv.events.model import Event
 from edgecv.events.policy import EventPolicy
