@@ -127,6 +127,7 @@ def run_command(
         outputs.append(WindowOutput(lambda: runtime.stop() if runtime is not None else None))
     video_source = open_source(source, realtime=realtime)
     store = None
+    sink = None
     try:
         store = EventStore(events_db, max_rows=retention_rows, max_mb=retention_mb) if events_db else None
         sink = open_sink(sync_url) if sync_url else None
@@ -171,6 +172,8 @@ def run_command(
         video_source.close()
         for output in outputs:
             output.close()
+        if sink is not None:
+            sink.close()
         if store is not None:
             store.close()
     click.echo(stats.format(), err=True)
