@@ -175,9 +175,9 @@ def test_options_reach_ncnn(tmp_path_factory: pytest.TempPathFactory) -> None:
 def test_vulkan_only_with_a_device(tmp_path_factory: pytest.TempPathFactory, bus: np.ndarray) -> None:
     import ncnn
 
-    from edgecv_ncnn.session import native_stderr
+    from edgecv.native_output import stderr_silenced
 
-    with native_stderr():
+    with stderr_silenced():
         devices = ncnn.get_gpu_count()
     folder = exported(tmp_path_factory, YOLO11)
     if devices == 0:

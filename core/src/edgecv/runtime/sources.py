@@ -19,7 +19,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
-import os
 import random
 import re
 import sys
@@ -36,6 +35,7 @@ import numpy as np
 import numpy.typing as npt
 
 from edgecv.errors import ConfigError, EdgecvError
+from edgecv.native_output import stderr_silenced
 
 log = logging.getLogger(__name__)
 
@@ -154,32 +154,6 @@ def _opencv_silent() -> Iterator[None]:
                 cv2.utils.logging.setLogLevel(_saved_level)
 
 
-@contextlib.contextmanager
-def _native_stderr_silent() -> Iterator[None]:
-    """File descriptor 2 to /dev/null: FFmpeg and GStreamer print there directly, past OpenCV's log.
-
-    Used only around the first open in ``start()``, before the capture thread exists, since it
-    also hides what other threads write to stderr meanwhile.
-    """
-    try:
-        if sys.stderr is not None:
-            sys.stderr.flush()
-        saved = os.dup(2)
-    except (OSError, ValueError):
-        saved = None
-    if saved is None:  # no stderr to protect
-        yield
-        return
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    try:
-        os.dup2(devnull, 2)
-        yield
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-        os.close(devnull)
-
-
 @attrs.define(eq=False)
 class _Worker:
     """One capture thread and its generation; ``cancelled`` is set when it is abandoned or closed."""
@@ -252,7 +226,7 @@ class FrameSource:
         if self.kind == "file" and not Path(str(self.target)).is_file():
             raise SourceError(f"Video file not found: {self.target}", "Check the path.")
         log.info("opening %s", self.name)
-        with _native_stderr_silent(), _opencv_silent():
+        with stderr_silenced(), _opencv_silent():  # FFmpeg/GStreamer print past OpenCV's log
             capture, detail = self._open()
             if capture is None:
                 raise self._open_error(detail, opened=False)

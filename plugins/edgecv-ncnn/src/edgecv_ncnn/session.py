@@ -8,13 +8,11 @@ are reported with it (``[1, 84, 8400]``) and outputs are returned with it, as th
 
 from __future__ import annotations
 
-import contextlib
 import ctypes
 import importlib
 import os
 import sys
-import tempfile
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +21,7 @@ import numpy as np
 import numpy.typing as npt
 
 from edgecv.errors import BackendError, ConfigError, ModelError
+from edgecv.native_output import stderr_captured
 from edgecv.spec import LoadedModel, TensorSpec, imgsz_from_metadata
 from edgecv_ncnn import metadata as metafile
 from edgecv_ncnn import paramfile
@@ -91,31 +90,6 @@ def _ncnn() -> Any:
         raise BackendError(
             f"ncnn cannot be imported: {exc}", "pip install edgecv-ncnn (it installs ncnn)."
         ) from exc
-
-
-@contextlib.contextmanager
-def native_stderr() -> Iterator[list[str]]:
-    """Collect what C++ code writes to stderr (fd 2) meanwhile, instead of letting it reach the terminal.
-
-    ncnn reports load errors and missing Vulkan drivers only there, in several lines; edgecv errors are
-    one line, so the text is captured and the last line quoted in the error. The redirection is
-    process-wide: keep the block short.
-    """
-    captured: list[str] = []
-    sys.stderr.flush()
-    saved = os.dup(2)
-    try:
-        with tempfile.TemporaryFile() as sink:
-            os.dup2(sink.fileno(), 2)
-            try:
-                yield captured
-            finally:
-                os.dup2(saved, 2)
-                sink.seek(0)
-                text = sink.read().decode("utf-8", errors="replace")
-                captured.extend(line.strip() for line in text.splitlines() if line.strip())
-    finally:
-        os.close(saved)
 
 
 def _quote(lines: Sequence[str]) -> str:
@@ -236,7 +210,7 @@ def _load_weights(net: Any, files: paramfile.ModelFiles) -> None:
     ncnn = _ncnn()
     data = files.bin.read_bytes()
     consumed: int | None = None
-    with native_stderr() as lines:
+    with stderr_captured() as lines:
         try:
             reader = _counting_reader(ncnn, data)
             status = net.load_model(reader)
@@ -272,7 +246,7 @@ def create_net(options: NcnnOptions) -> Any:
     if options.vulkan:
         if not hasattr(ncnn, "get_gpu_count"):
             raise BackendError("This ncnn build has no Vulkan support (vulkan=True)", VULKAN_HINT)
-        with native_stderr() as lines:  # the Vulkan loader prints a line per failed attempt
+        with stderr_captured() as lines:  # the Vulkan loader prints a line per failed attempt
             count = int(ncnn.get_gpu_count())
         if count == 0:
             raise BackendError(f"vulkan=True but ncnn finds no Vulkan GPU{_quote(lines)}", VULKAN_HINT)
@@ -292,7 +266,7 @@ def open_session(path: Path, options: Mapping[str, Any]) -> LoadedModel:
         )
     metadata = read_metadata(files)
     net = create_net(settings)
-    with native_stderr() as lines:
+    with stderr_captured() as lines:
         status = net.load_param(str(files.param))
     if status != 0:
         raise ModelError(
@@ -305,7 +279,7 @@ def open_session(path: Path, options: Mapping[str, Any]) -> LoadedModel:
     declared = metadata.get("channels", "3")  # Ultralytics records it; the .param does not
     channels = int(declared) if declared.isdigit() else 3
     size = imgsz_from_metadata(metadata)
-    with native_stderr() as lines:
+    with stderr_captured() as lines:
         try:
             if size is not None:
                 shapes: list[tuple[int | None, ...]] = list(session.probe(size, channels))

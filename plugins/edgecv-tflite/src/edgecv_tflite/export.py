@@ -32,7 +32,6 @@ import logging
 import os
 import shutil
 import subprocess
-import sys
 import tempfile
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
@@ -44,6 +43,7 @@ import numpy.typing as npt
 from edgecv.errors import BackendError, ConfigError, ModelError
 from edgecv.exporting import ExportOptions
 from edgecv.files import atomic_target
+from edgecv.native_output import stderr_redirected
 
 if TYPE_CHECKING:
     from edgecv.model import Model
@@ -71,17 +71,13 @@ def _converter_output_held() -> Iterator[None]:
     Dozens of absl lines would bury edgecv's output and its one-line errors. The log is removed
     after a successful export and kept, and named, after a failed one.
     """
-    sys.stderr.flush()
-    saved = os.dup(2)
     handle, name = tempfile.mkstemp(prefix="edgecv-tflite-export-", suffix=".log")
-    os.dup2(handle, 2)
     ok = False
     try:
-        yield
+        with stderr_redirected(handle):
+            yield
         ok = True
     finally:
-        os.dup2(saved, 2)
-        os.close(saved)
         os.close(handle)
         if ok:
             os.unlink(name)

@@ -5,9 +5,7 @@ from __future__ import annotations
 import contextlib
 import importlib
 import importlib.util
-import os
 import sys
-import tempfile
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -16,6 +14,7 @@ import numpy as np
 import numpy.typing as npt
 
 from edgecv.errors import ConfigError, ModelError
+from edgecv.native_output import stderr_captured
 from edgecv.spec import LoadedModel, Quantization, TensorSpec
 from edgecv_tflite import runtime
 from edgecv_tflite.metadata import read_metadata
@@ -157,18 +156,9 @@ def _native_stderr_filtered() -> Iterator[None]:
     straight to file descriptor 2, which would break edgecv's one-line error output. On failure the
     held text is dropped: the exception carries the runtime's message.
     """
-    sys.stderr.flush()
-    saved = os.dup(2)
-    with tempfile.TemporaryFile() as held:
-        os.dup2(held.fileno(), 2)
-        try:
-            yield
-        finally:
-            os.dup2(saved, 2)
-            os.close(saved)
-        held.seek(0)
-        text = held.read().decode(errors="replace")
-    kept = [line for line in text.splitlines() if line.strip() and not line.startswith("INFO:")]
+    with stderr_captured() as lines:
+        yield
+    kept = [line for line in lines if not line.startswith("INFO:")]
     if kept:
         sys.stderr.write("\n".join(kept) + "\n")
 
