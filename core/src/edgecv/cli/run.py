@@ -105,14 +105,12 @@ def run_command(
     import edgecv
     from edgecv.errors import ConfigError
     from edgecv.events.policy import EventPolicy
-    from edgecv.events.sinks import open_sink
-    from edgecv.events.store import EventStore
     from edgecv.files import atomic_target
     from edgecv.registry import DEFAULT_MODEL
     from edgecv.runtime.loop import RunConfig, Runtime
     from edgecv.runtime.outputs import JsonLinesOutput, StatusLineOutput, VideoOutput, WindowOutput
     from edgecv.runtime.sources import open_source
-    from edgecv.runtime.thermal import ThermalGovernor, ThermalPolicy
+    from edgecv.runtime.thermal import ThermalGovernor, parse_policy
 
     class_ids = parse_class_ids(classes)
     if sync_url and not events_db:
@@ -120,7 +118,8 @@ def run_command(
     if (event_new_tracks or event_zone) and not track:
         raise ConfigError("--event-new-tracks and --event-zone follow track ids", "Add --track.")
     policy = EventPolicy.parse(event_classes, event_min_score, event_new_tracks, event_zone)
-    governor = ThermalGovernor(ThermalPolicy.parse(thermal)) if thermal != "off" else False
+    thermal_policy = parse_policy(thermal)
+    governor = ThermalGovernor(thermal_policy) if thermal_policy is not None else False
     outputs: list[Any] = []
     runtime: Runtime | None = None
     if show:  # before anything is opened: no display is the most likely mistake
@@ -129,8 +128,14 @@ def run_command(
     store = None
     sink = None
     try:
-        store = EventStore(events_db, max_rows=retention_rows, max_mb=retention_mb) if events_db else None
-        sink = open_sink(sync_url) if sync_url else None
+        if events_db:
+            from edgecv.events.store import EventStore
+
+            store = EventStore(events_db, max_rows=retention_rows, max_mb=retention_mb)
+        if sync_url:
+            from edgecv.events.sinks import open_sink
+
+            sink = open_sink(sync_url)
         video_source.start()  # fails fast on a bad source, and tells the video's frame rate
         loaded = edgecv.load(
             model or DEFAULT_MODEL,

@@ -17,7 +17,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 
@@ -26,9 +26,6 @@ from edgecv.detections import Detections
 from edgecv.errors import EdgecvError
 from edgecv.events.model import Event
 from edgecv.events.policy import EventPolicy, EventSelector
-from edgecv.events.sinks import EventSink
-from edgecv.events.store import EventStore
-from edgecv.events.sync import Syncer
 from edgecv.model import Model
 from edgecv.runtime.inference import InferenceStalled, InferenceWorker
 from edgecv.runtime.results import FrameResult
@@ -36,6 +33,11 @@ from edgecv.runtime.sources import EndOfStream, Frame, FrameSource, open_source
 from edgecv.runtime.stats import RunStats
 from edgecv.runtime.thermal import ThermalGovernor, ThrottleState
 from edgecv.runtime.tracker import ByteTracker, TrackerConfig
+
+if TYPE_CHECKING:  # sqlite3 and urllib are imported only by runs that log or sync events
+    from edgecv.events.sinks import EventSink
+    from edgecv.events.store import EventStore
+    from edgecv.events.sync import Syncer
 
 log = logging.getLogger(__name__)
 
@@ -125,8 +127,12 @@ class Runtime:
             if events is not None
             else None
         )
-        # The syncer logs going offline and back (one warning line in the CLI); events stay queued.
-        self._syncer = Syncer(events, sink) if events is not None and sink is not None else None
+        self._syncer: Syncer | None = None
+        if events is not None and sink is not None:
+            from edgecv.events.sync import Syncer
+
+            # It logs going offline and back (one warning line in the CLI); events stay queued.
+            self._syncer = Syncer(events, sink)
         self._pending_events: list[Event] = []
         self._last_flush = time.monotonic()
         self._last_detections: Detections | None = None
