@@ -6,7 +6,7 @@ import os
 import subprocess
 from pathlib import Path
 
-from cli_runner import assert_one_line_error, run_edgecv
+from edgecv.testing.cli import assert_one_line_error, run_edgecv
 
 __all__ = ["ASSETS", "BUS", "MODEL", "assert_one_line_error", "edgecv"]
 

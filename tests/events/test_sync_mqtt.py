@@ -306,7 +306,7 @@ def test_syncer_rides_out_a_broker_restart(broker: Broker, tmp_path: Path) -> No
 
 def test_edgecv_run_ships_its_events_to_the_broker(broker: Broker, tmp_path: Path, assets: Path) -> None:
     """The whole path from the command line: video → tracked people → event log → MQTT → subscriber."""
-    from cli_runner import run_edgecv
+    from edgecv.testing.cli import run_edgecv
 
     subscriber = Subscriber(broker.port)
     db = tmp_path / "events.db"

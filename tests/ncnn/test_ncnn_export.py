@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from cli_runner import run_edgecv
+from edgecv.testing.cli import run_edgecv
 from ncnn_helpers import YOLO11, YOLOV8, exported, model_path
 
 import edgecv

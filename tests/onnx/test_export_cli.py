@@ -8,7 +8,7 @@ from pathlib import Path
 
 import onnx
 import pytest
-from cli_runner import assert_one_line_error, run_edgecv
+from edgecv.testing.cli import assert_one_line_error, run_edgecv
 
 import edgecv
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import cv2
 import pytest
-from cli_runner import assert_one_line_error, run_edgecv
+from edgecv.testing.cli import assert_one_line_error, run_edgecv
 
 
 @pytest.fixture(scope="module")

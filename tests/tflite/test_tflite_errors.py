@@ -6,7 +6,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from cli_runner import assert_one_line_error, run_edgecv
+from edgecv.testing.cli import assert_one_line_error, run_edgecv
 
 import edgecv
 from edgecv.errors import ConfigError, ModelError

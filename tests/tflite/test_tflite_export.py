@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from cli_runner import assert_one_line_error, run_edgecv
+from edgecv.testing.cli import assert_one_line_error, run_edgecv
 
 import edgecv
 from edgecv.detections import Detections

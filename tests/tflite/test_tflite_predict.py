@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from cli_runner import run_edgecv
+from edgecv.testing.cli import run_edgecv
 from tflite_helpers import TFLITE_MODELS, expected_detections
 
 import edgecv

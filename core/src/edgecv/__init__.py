@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from edgecv.hookspecs import hookimpl
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 _LAZY = {
     "load": "edgecv.model",
@@ -23,12 +23,22 @@ _LAZY = {
     "InputSpec": "edgecv.spec",
     "TensorSpec": "edgecv.spec",
     "Quantization": "edgecv.spec",
-    "LoadedModel": "edgecv.spec",
-    "BackendInfo": "edgecv.backends",
+    "SessionSpec": "edgecv.spec",
+    "Backend": "edgecv.backends",
+    "Exporter": "edgecv.backends",
+    "Session": "edgecv.backends",
+    "AsyncSession": "edgecv.backends",
     "Availability": "edgecv.backends",
+    "Decoder": "edgecv.decoders.base",
     "LetterboxInfo": "edgecv.preprocess",
     "PostprocessOptions": "edgecv.postprocess",
     "EdgecvError": "edgecv.errors",
+    "ModelError": "edgecv.errors",
+    "ConfigError": "edgecv.errors",
+    "BackendError": "edgecv.errors",
+    "ImageError": "edgecv.errors",
+    "DecodeError": "edgecv.errors",
+    "PluginError": "edgecv.errors",
     "Runtime": "edgecv.runtime.loop",
     "RunConfig": "edgecv.runtime.loop",
     "FrameResult": "edgecv.runtime.results",
@@ -46,27 +56,46 @@ __all__ = [  # noqa: RUF022 - grouped as in _LAZY
     "InputSpec",
     "TensorSpec",
     "Quantization",
-    "LoadedModel",
-    "BackendInfo",
+    "SessionSpec",
+    "Backend",
+    "Exporter",
+    "Session",
+    "AsyncSession",
     "Availability",
+    "Decoder",
     "LetterboxInfo",
     "PostprocessOptions",
     "EdgecvError",
+    "ModelError",
+    "ConfigError",
+    "BackendError",
+    "ImageError",
+    "DecodeError",
+    "PluginError",
     "Runtime",
     "RunConfig",
     "FrameResult",
 ]
 
 if TYPE_CHECKING:
-    from edgecv.backends import Availability, BackendInfo
+    from edgecv.backends import AsyncSession, Availability, Backend, Exporter, Session
+    from edgecv.decoders.base import Decoder
     from edgecv.detections import Detection, Detections, StageTimings
-    from edgecv.errors import EdgecvError
+    from edgecv.errors import (
+        BackendError,
+        ConfigError,
+        DecodeError,
+        EdgecvError,
+        ImageError,
+        ModelError,
+        PluginError,
+    )
     from edgecv.model import Model, load
     from edgecv.postprocess import PostprocessOptions
     from edgecv.preprocess import LetterboxInfo
     from edgecv.runtime.loop import RunConfig, Runtime
     from edgecv.runtime.results import FrameResult
-    from edgecv.spec import InputSpec, LoadedModel, ModelSpec, Quantization, TensorSpec
+    from edgecv.spec import InputSpec, ModelSpec, Quantization, SessionSpec, TensorSpec
 
 
 def __getattr__(name: str) -> Any:

@@ -1,14 +1,59 @@
-"""Backends declared by plugins, and how ``backend="auto"`` chooses one for a model file."""
+"""What a plugin registers: backends that open sessions, and exporters that write model files.
+
+A ``Backend`` is an object, not a set of hooks that decline by name: the core chooses one for a
+model file (``select_backend``), calls its ``open`` (through the ``edgecv_load`` hook, so an app
+can intercept it) and from then on talks to the ``Session`` it returned.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import Future
 from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
 
 import attrs
+import numpy as np
+import numpy.typing as npt
 
 from edgecv.errors import BackendError
-from edgecv.spec import to_tuple
+from edgecv.spec import SessionSpec, to_tuple
+
+Outputs = list[npt.NDArray[np.float32]]
+
+
+@runtime_checkable
+class Session(Protocol):
+    """A model opened by a backend's runtime.
+
+    ``spec`` describes the tensors and metadata the file declares; ``run`` returns the raw outputs
+    as float32 arrays in the order of ``spec.outputs`` (quantized outputs dequantized); ``bare``
+    is the runtime's own call on a prepared tensor with nothing of edgecv around it (what a
+    hand-written script would call; ``edgecv bench`` times it to measure edgecv's overhead);
+    ``close`` releases the runtime's resources.
+    """
+
+    @property
+    def spec(self) -> SessionSpec: ...
+
+    def run(self, tensor: npt.NDArray[Any]) -> Outputs: ...
+
+    @property
+    def bare(self) -> Callable[[npt.NDArray[Any]], object]: ...
+
+    def close(self) -> None: ...
+
+
+@runtime_checkable
+class AsyncSession(Session, Protocol):
+    """A session that keeps several frames in flight (accelerator queues, CUDA streams).
+
+    ``submit`` starts a run and returns at once; the future resolves to what ``run`` would have
+    returned. ``Model.submit`` uses it when the session has it, and the runtime keeps up to
+    ``RunConfig.in_flight`` frames submitted.
+    """
+
+    def submit(self, tensor: npt.NDArray[Any]) -> Future[Outputs]: ...
 
 
 @attrs.frozen
@@ -24,18 +69,23 @@ def _always_available() -> Availability:
     return Availability(True)
 
 
-@attrs.frozen
-class BackendInfo:
-    """A backend a plugin provides. Declared through ``edgecv_register_backends``.
+Opener = Callable[[Path, Mapping[str, Any]], Session]
 
-    ``formats`` are file suffixes (``".onnx"``) or, for models stored as folders, the suffix of
-    a file inside the folder; ``accepts`` may refine that for layouts suffixes cannot describe.
-    Higher ``priority`` wins for ``backend="auto"`` among available backends that accept a file.
-    ``check`` must be cheap and must not import the runtime when it can avoid it.
+
+@attrs.frozen
+class Backend:
+    """A runtime a plugin provides, registered with ``register(Backend(...))``.
+
+    ``open(path, options)`` returns a ``Session``; import the runtime inside it, not at module
+    import time. ``formats`` are file suffixes (``".onnx"``) or, for models stored as folders, the
+    suffix of a file inside the folder; ``accepts`` may refine that. Higher ``priority`` wins for
+    ``backend="auto"`` among available backends that accept a file. ``check`` must be cheap and
+    must not import the runtime when it can avoid it.
     """
 
     name: str
-    formats: tuple[str, ...] = attrs.field(converter=to_tuple)
+    open: Opener
+    formats: tuple[str, ...] = attrs.field(default=(), converter=to_tuple)
     priority: int = 0
     check: Callable[[], Availability] = _always_available
     description: str = ""
@@ -58,25 +108,42 @@ class BackendInfo:
             return Availability(False, f"availability check failed: {exc}", self.install_hint)
 
 
-def select_backend(backends: Sequence[BackendInfo], requested: str, path: Path) -> BackendInfo:
+@attrs.frozen
+class Exporter:
+    """Writes one target format (``edgecv export --to FORMAT``), registered with ``register(Exporter(...))``.
+
+    ``export(source, output, options)`` converts the ONNX model ``source`` and returns the file or
+    folder it wrote; ``options`` holds precision, image size and calibration settings (parse them
+    with ``ExportOptions.parse``). Import heavy converters inside it.
+    """
+
+    format: str
+    export: Callable[[Path, Path, Mapping[str, Any]], Path]
+    description: str = ""
+    install_hint: str = ""
+    plugin: str = ""
+    """Filled in by the core: the plugin that registered this exporter."""
+
+
+def select_backend(backends: Sequence[Backend], requested: str, path: Path) -> Backend:
     """The backend named by ``requested``, or for ``"auto"`` the best available one for ``path``."""
     by_name = {b.name: b for b in backends}
     installed = ", ".join(sorted(by_name)) or "none"
     if requested != "auto":
-        info = by_name.get(requested)
-        if info is None:
+        backend = by_name.get(requested)
+        if backend is None:
             raise BackendError(
                 f"Unknown backend {requested!r} (installed: {installed})",
                 f"Install the plugin that provides it (e.g. pip install edgecv-{requested}) "
                 "or choose one of the installed backends.",
             )
-        status = info.availability()
+        status = backend.availability()
         if not status.available:
             raise BackendError(
                 f"Backend {requested!r} is not available: {status.reason}",
-                status.hint or info.install_hint,
+                status.hint or backend.install_hint,
             )
-        return info
+        return backend
     candidates = [b for b in backends if b.accepts_path(path)]
     if not candidates:
         raise BackendError(
@@ -92,3 +159,16 @@ def select_backend(backends: Sequence[BackendInfo], requested: str, path: Path) 
             status.hint or best.install_hint,
         )
     return max(available, key=lambda b: b.priority)
+
+
+def select_exporter(exporters: Sequence[Exporter], target: str) -> Exporter:
+    """The exporter registered for ``target`` (case-insensitive)."""
+    by_format = {e.format.lower(): e for e in exporters}
+    exporter = by_format.get(target.lower())
+    if exporter is None:
+        known = ", ".join(sorted(by_format)) or "none"
+        raise BackendError(
+            f"No installed plugin exports to {target!r} (installed exporters: {known})",
+            "Install the plugin for that format (see `edgecv backends`).",
+        )
+    return exporter

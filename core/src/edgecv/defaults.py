@@ -1,25 +1,42 @@
-"""The core's own hook implementations: the defaults any plugin can override.
+"""The core's own hook implementations: the defaults any plugin can wrap or override.
 
 Registered first and marked ``trylast``, so a plugin's implementation that returns a result
-for a frame takes precedence.
+takes precedence, and a ``hookwrapper`` sees the default's result.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
 from edgecv import postprocess as _postprocess
 from edgecv import preprocess as _preprocess
+from edgecv.backends import Backend, Exporter, Outputs, Session
+from edgecv.decoders import BUILTIN_DECODERS
+from edgecv.decoders.base import Decoder
 from edgecv.detections import Detections
 from edgecv.hookspecs import hookimpl
 from edgecv.spec import ModelSpec
 
-if TYPE_CHECKING:
-    from edgecv.events.sinks import EventSink
+
+@hookimpl
+def edgecv_register_decoders(register: Callable[[Decoder], None]) -> None:
+    for decoder in BUILTIN_DECODERS:
+        register(decoder)
+
+
+@hookimpl(trylast=True)
+def edgecv_export(exporter: Exporter, source: Path, output: Path, options: Mapping[str, Any]) -> Path:
+    return exporter.export(source, output, options)
+
+
+@hookimpl(trylast=True)
+def edgecv_load(backend: Backend, path: Path, options: Mapping[str, Any]) -> Session:
+    return backend.open(path, options)
 
 
 @hookimpl(trylast=True)
@@ -30,6 +47,11 @@ def edgecv_preprocess(
 
 
 @hookimpl(trylast=True)
+def edgecv_infer(spec: ModelSpec, session: Session, tensor: npt.NDArray[Any]) -> Outputs:
+    return session.run(tensor)
+
+
+@hookimpl(trylast=True)
 def edgecv_postprocess(
     outputs: Sequence[npt.NDArray[Any]],
     spec: ModelSpec,
@@ -37,10 +59,3 @@ def edgecv_postprocess(
     options: _postprocess.PostprocessOptions,
 ) -> Detections:
     return _postprocess.postprocess(outputs, spec, letterbox, options)
-
-
-@hookimpl(trylast=True)
-def edgecv_event_sink(url: str, options: Mapping[str, Any]) -> EventSink | None:
-    from edgecv.events import sinks  # urllib and paho are imported only when a run syncs
-
-    return sinks.core_sink(url, options)

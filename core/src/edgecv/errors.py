@@ -47,3 +47,9 @@ class ConfigError(EdgecvError):
 
 class RegistryError(EdgecvError):
     """A model name cannot be resolved, downloaded, or verified."""
+
+
+def one_line(error: BaseException | str, limit: int | None = 200) -> str:
+    """``error``'s message on one line (runtimes' texts span lines), cut to ``limit`` characters."""
+    text = " ".join(str(error).split())
+    return text if limit is None else text[:limit]

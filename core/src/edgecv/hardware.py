@@ -80,12 +80,18 @@ def runtimes() -> dict[str, str]:
     return found
 
 
-def coral_usb_present() -> bool:
-    for device in glob.glob("/sys/bus/usb/devices/*"):
+def coral_usb_count(sys_root: Path = Path("/sys")) -> int:
+    """Coral USB Edge TPUs plugged in (``sys_root`` lets tests point at a fake sysfs)."""
+    count = 0
+    for device in sorted(glob.glob(str(sys_root / "bus" / "usb" / "devices" / "*"))):
         ids = (read_text(f"{device}/idVendor"), read_text(f"{device}/idProduct"))
         if ids in CORAL_USB_IDS:
-            return True
-    return False
+            count += 1
+    return count
+
+
+def coral_usb_present() -> bool:
+    return coral_usb_count() > 0
 
 
 def accelerators() -> list[Accelerator]:

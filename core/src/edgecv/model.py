@@ -17,8 +17,9 @@ import numpy.typing as npt
 import pluggy
 
 from edgecv import plugins
-from edgecv.backends import BackendInfo, select_backend
+from edgecv.backends import Backend, Outputs, Session, select_backend
 from edgecv.decoders import choose_decoder
+from edgecv.decoders.base import Decoder
 from edgecv.detections import Detections, StageTimings
 from edgecv.errors import BackendError, ModelError
 from edgecv.images import ImageLike, as_bgr, read_image
@@ -26,9 +27,9 @@ from edgecv.postprocess import PostprocessOptions
 from edgecv.preprocess import LetterboxInfo
 from edgecv.spec import (
     InputSpec,
-    LoadedModel,
     ModelSpec,
     Quantization,
+    SessionSpec,
     default_names,
     infer_layout,
     load_names,
@@ -38,12 +39,15 @@ from edgecv.spec import (
 
 
 class Model:
-    """A model bound to a backend. Call it on an image path, a BGR array, or a list of them."""
+    """A model bound to a backend. Call it on an image path, a BGR array, or a list of them.
+
+    ``close()`` (or ``with``) releases the backend's session.
+    """
 
     def __init__(
         self,
         spec: ModelSpec,
-        session: Any,
+        session: Session,
         manager: pluggy.PluginManager,
         options: PostprocessOptions | None = None,
         load_ms: float = 0.0,
@@ -108,40 +112,43 @@ class Model:
         return detections
 
     def preprocess(self, image: npt.NDArray[np.uint8]) -> tuple[npt.NDArray[Any], LetterboxInfo]:
-        result = self._hook.edgecv_preprocess(image=image, spec=self.spec)
+        result: tuple[npt.NDArray[Any], LetterboxInfo] | None = self._hook.edgecv_preprocess(
+            image=image, spec=self.spec
+        )
         if result is None:
             raise BackendError("No plugin preprocessed the frame", "Check the installed plugins.")
-        return result  # type: ignore[no-any-return]
+        return result
 
-    def infer(self, tensor: npt.NDArray[Any]) -> list[npt.NDArray[Any]]:
-        """Run the backend on a prepared tensor through its plugin (``bare_infer`` skips edgecv entirely)."""
-        outputs = self._hook.edgecv_infer(spec=self.spec, session=self.session, tensor=tensor)
+    def infer(self, tensor: npt.NDArray[Any]) -> Outputs:
+        """Run the session on a prepared tensor through ``edgecv_infer`` (``bare_infer`` skips edgecv)."""
+        outputs: Outputs | None = self._hook.edgecv_infer(spec=self.spec, session=self.session, tensor=tensor)
         if outputs is None:
-            raise BackendError(
-                f"No installed plugin runs backend {self.spec.backend!r}",
-                "The plugin that loaded this model was unregistered or disabled.",
-            )
-        return outputs  # type: ignore[no-any-return]
+            raise BackendError("No plugin ran inference on the frame", "Check the installed plugins.")
+        return outputs
 
     def bare_infer(self) -> Callable[[npt.NDArray[Any]], object]:
         """The runtime's own call for this model, without edgecv (for overhead measurements)."""
-        runner = self._hook.edgecv_bare_infer(spec=self.spec, session=self.session)
-        if runner is None:
-            raise BackendError(
-                f"Backend {self.spec.backend!r} does not expose its bare runtime call",
-                "Its plugin should implement edgecv_bare_infer.",
-            )
-        return runner  # type: ignore[no-any-return]
+        return self.session.bare
 
     def postprocess(
         self, outputs: Sequence[npt.NDArray[Any]], letterbox: LetterboxInfo, options: PostprocessOptions
     ) -> Detections:
-        detections = self._hook.edgecv_postprocess(
+        detections: Detections | None = self._hook.edgecv_postprocess(
             outputs=outputs, spec=self.spec, letterbox=letterbox, options=options
         )
         if detections is None:
             raise BackendError("No plugin postprocessed the frame", "Check the installed plugins.")
-        return detections  # type: ignore[no-any-return]
+        return detections
+
+    def close(self) -> None:
+        """Release the backend's session; the model cannot run afterwards."""
+        self.session.close()
+
+    def __enter__(self) -> Model:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
 
     def __repr__(self) -> str:
         size = "x".join(map(str, self.spec.input.size))
@@ -153,22 +160,40 @@ class Model:
 def build_spec(
     path: Path,
     backend: str,
-    loaded: LoadedModel,
+    loaded: SessionSpec,
     *,
     arch: str | None = None,
     imgsz: int | Sequence[int] | None = None,
     names: Sequence[str] | str | os.PathLike[str] | None = None,
+    decoders: Sequence[Decoder] | None = None,
 ) -> ModelSpec:
-    """Combine what the file declares with the user's overrides; decide everything once."""
+    """Combine what the file declares with the user's overrides; decide everything once.
+
+    ``decoders`` are tried in order (default: every registered one, plugins' first).
+    """
     metadata: Mapping[str, str] = loaded.metadata
     tensor = loaded.input
     layout = loaded.layout or infer_layout(tensor.shape)
     size = resolve_input_size(tensor.shape, layout, metadata, imgsz)
     class_names = load_names(names) if names is not None else names_from_metadata(metadata)
     shapes = [o.shape for o in loaded.outputs]
-    decoder = choose_decoder(shapes, len(class_names) if class_names else None, size, metadata, arch)
+    decoder = choose_decoder(
+        shapes,
+        len(class_names) if class_names else None,
+        size,
+        metadata,
+        arch,
+        plugins.decoders() if decoders is None else decoders,
+    )
     if class_names is None:
-        class_names = default_names(_class_count(decoder.name, shapes))
+        count = decoder.class_count(shapes)
+        if count is None:
+            raise ModelError(
+                f"{path.name} carries no class names and its {decoder.name} outputs "
+                "do not tell the class count",
+                "Pass the names (--names FILE with one name per line, names= in Python).",
+            )
+        class_names = default_names(count)
     recipe = dict(decoder.preprocessing)
     quantization = tensor.quantization
     if quantization is None and tensor.dtype in ("uint8", "int8"):
@@ -191,21 +216,11 @@ def build_spec(
         input=input_spec,
         outputs=loaded.outputs,
         names=class_names,
-        arch=decoder.name,
+        decoder=decoder,
         task=str(metadata.get("task", "detect")),
         boxes_normalized=bool(loaded.boxes_normalized),
         metadata=dict(metadata),
     )
-
-
-def _class_count(arch: str, shapes: Sequence[tuple[int | None, ...]]) -> int:
-    shape = shapes[0]
-    if arch == "yolov8":
-        channels = min(d for d in shape[1:] if d is not None)
-        return channels - 4
-    if arch in ("yolov5", "yolox") and shape[2] is not None:
-        return shape[2] - 5
-    return 80
 
 
 def load(
@@ -232,18 +247,19 @@ def load(
 
     start = time.perf_counter()
     path = registry.resolve(model)
-    state = plugins.state()
-    info: BackendInfo = select_backend(state.backends, backend, path)
-    loaded = state.manager.hook.edgecv_load(backend=info.name, path=path, options=dict(options))
-    if loaded is None:
-        raise ModelError(
-            f"Backend {info.name!r} did not load {path}",
-            f"Its plugin ({info.plugin}) declares the backend but does not implement edgecv_load for it.",
+    manager = plugins.plugin_manager()
+    chosen: Backend = select_backend(plugins.backends(), backend, path)
+    session: Session | None = manager.hook.edgecv_load(backend=chosen, path=path, options=dict(options))
+    if session is None:
+        raise ModelError(f"Backend {chosen.name!r} did not open {path}", "Check the installed plugins.")
+    try:
+        spec = build_spec(path, chosen.name, session.spec, arch=arch, imgsz=imgsz, names=names)
+        post = PostprocessOptions(
+            conf=conf, iou=iou, max_det=max_det, classes=tuple(classes) if classes else None
         )
-    spec = build_spec(path, info.name, loaded, arch=arch, imgsz=imgsz, names=names)
-    post = PostprocessOptions(
-        conf=conf, iou=iou, max_det=max_det, classes=tuple(classes) if classes else None
-    )
-    result = Model(spec, loaded.session, state.manager, post, load_ms=(time.perf_counter() - start) * 1e3)
-    state.manager.hook.edgecv_on_model_loaded(model=result)
+    except BaseException:
+        session.close()
+        raise
+    result = Model(spec, session, manager, post, load_ms=(time.perf_counter() - start) * 1e3)
+    manager.hook.edgecv_on_model_loaded(model=result)
     return result

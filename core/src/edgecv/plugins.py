@@ -1,9 +1,9 @@
-"""Plugin discovery (entry-point group ``edgecv``), isolation, and the backends they declare.
+"""Plugin discovery (entry-point group ``edgecv``), isolation, and the objects plugins register.
 
 ``EDGECV_PLUGINS=a,b`` loads only the named entry points (empty: none);
-``EDGECV_DISABLE_PLUGINS=a`` skips some. A plugin that fails to import, register or declare
-its backends is recorded (``edgecv backends`` shows it) and reported in one warning; the core
-and the other plugins go on.
+``EDGECV_DISABLE_PLUGINS=a`` skips some. A plugin that fails to import or to register its
+backends, exporters or decoders is recorded (``edgecv backends`` shows it) and reported in one
+warning; the core and the other plugins go on.
 """
 
 from __future__ import annotations
@@ -12,16 +12,20 @@ import importlib.metadata
 import os
 import threading
 import warnings
+from collections.abc import Callable
+from types import ModuleType
 from typing import Any
 
 import attrs
 import pluggy
 
 from edgecv import hookspecs
-from edgecv.backends import BackendInfo
-from edgecv.errors import PluginError
+from edgecv.backends import Backend, Exporter
+from edgecv.decoders.base import Decoder
+from edgecv.errors import PluginError, one_line
 
 ENTRY_POINT_GROUP = hookspecs.ENTRY_POINT_GROUP
+DEFAULTS_NAME = "edgecv.defaults"
 
 
 class PluginWarning(UserWarning):
@@ -38,6 +42,7 @@ class PluginRecord:
     module: str
     error: str | None = None
     backends: tuple[str, ...] = ()
+    exporters: tuple[str, ...] = ()
 
     @property
     def ok(self) -> bool:
@@ -45,13 +50,29 @@ class PluginRecord:
 
 
 @attrs.define
+class Registered:
+    """What one plugin registered through the ``edgecv_register_*`` hooks."""
+
+    backends: list[Backend] = attrs.Factory(list)
+    exporters: list[Exporter] = attrs.Factory(list)
+    decoders: list[tuple[str, Decoder]] = attrs.Factory(list)
+    """(plugin name, decoder): decoders carry no owner of their own."""
+
+    def extend(self, other: Registered) -> None:
+        self.backends.extend(other.backends)
+        self.exporters.extend(other.exporters)
+        self.decoders.extend(other.decoders)
+
+
+@attrs.define
 class PluginState:
     manager: pluggy.PluginManager
     records: list[PluginRecord]
-    backends: list[BackendInfo]
+    registered: Registered
+    hookspec_modules: set[str] = attrs.Factory(set)
 
 
-_lock = threading.Lock()
+_lock = threading.RLock()
 _state: PluginState | None = None
 
 
@@ -60,6 +81,10 @@ def _names_from_env(variable: str) -> set[str] | None:
     if value is None:
         return None
     return {part.strip() for part in value.split(",") if part.strip()}
+
+
+def _describe(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {one_line(exc, None)}"
 
 
 def _load_entry_points(manager: pluggy.PluginManager) -> list[PluginRecord]:
@@ -83,37 +108,69 @@ def _load_entry_points(manager: pluggy.PluginManager) -> list[PluginRecord]:
         try:
             manager.register(entry_point.load(), name=entry_point.name)
         except Exception as exc:  # any failure inside a plugin stays inside that plugin
-            record = attrs.evolve(record, error=_one_line(exc))
+            record = attrs.evolve(record, error=_describe(exc))
         records.append(record)
     return records
 
 
-def _collect_backends(
+def _registrations(manager: pluggy.PluginManager, plugin_name: str) -> Registered:
+    """Call ``plugin_name``'s ``edgecv_register_*`` hooks; raise ``PluginError`` if one fails."""
+    found = Registered()
+    hooks: tuple[tuple[str, Callable[[Any], None]], ...] = (
+        ("edgecv_register_backends", lambda b: found.backends.append(_owned(b, Backend, plugin_name))),
+        ("edgecv_register_exporters", lambda e: found.exporters.append(_owned(e, Exporter, plugin_name))),
+        ("edgecv_register_decoders", lambda d: found.decoders.append((plugin_name, _checked(d, Decoder)))),
+    )
+    for hook_name, register in hooks:
+        for impl in getattr(manager.hook, hook_name).get_hookimpls():
+            if impl.plugin_name != plugin_name:
+                continue
+            try:
+                impl.function(register=register)
+            except Exception as exc:
+                raise PluginError(f"{hook_name} raised {_describe(exc)}") from exc
+    return found
+
+
+def _checked(value: Any, kind: type[Any]) -> Any:
+    if not isinstance(value, kind):
+        raise TypeError(f"register() takes a {kind.__name__}, got {type(value).__name__}")
+    return value
+
+
+def _owned(value: Any, kind: type[Backend] | type[Exporter], plugin_name: str) -> Any:
+    return attrs.evolve(_checked(value, kind), plugin=plugin_name)
+
+
+def _collect(
     manager: pluggy.PluginManager, records: list[PluginRecord]
-) -> tuple[list[BackendInfo], list[PluginRecord]]:
-    backends: list[BackendInfo] = []
-    by_plugin: dict[str, list[str]] = {}
+) -> tuple[Registered, list[PluginRecord]]:
+    registered = Registered()
+    by_plugin: dict[str, Registered] = {}
     errors: dict[str, str] = {}
-    for impl in manager.hook.edgecv_register_backends.get_hookimpls():
-        found: list[BackendInfo] = []
+    # pluggy calls the last registered plugin first: the entry points' decoders precede the core's.
+    names = [name for name, _ in reversed(manager.list_name_plugin())]
+    for name in names:
         try:
-            impl.function(register=found.append)
-        except Exception as exc:
-            errors[impl.plugin_name] = f"edgecv_register_backends raised {_one_line(exc)}"
-            manager.unregister(name=impl.plugin_name)
+            found = _registrations(manager, name)
+        except PluginError as exc:
+            errors[name] = str(exc)
+            manager.unregister(name=name)
             continue
-        for info in found:
-            backends.append(attrs.evolve(info, plugin=impl.plugin_name))
-            by_plugin.setdefault(impl.plugin_name, []).append(info.name)
-    updated = [
-        attrs.evolve(r, error=r.error or errors.get(r.name), backends=tuple(by_plugin.get(r.name, ())))
-        for r in records
-    ]
-    return backends, updated
-
-
-def _one_line(exc: BaseException) -> str:
-    return f"{type(exc).__name__}: {' '.join(str(exc).split())}"
+        by_plugin[name] = found
+        registered.extend(found)
+    updated = []
+    for record in records:
+        found = by_plugin.get(record.name, Registered())
+        updated.append(
+            attrs.evolve(
+                record,
+                error=record.error or errors.get(record.name),
+                backends=tuple(b.name for b in found.backends),
+                exporters=tuple(e.format for e in found.exporters),
+            )
+        )
+    return registered, updated
 
 
 def _build() -> PluginState:
@@ -121,9 +178,9 @@ def _build() -> PluginState:
 
     manager = pluggy.PluginManager(hookspecs.PROJECT_NAME)
     manager.add_hookspecs(hookspecs)
-    manager.register(defaults, name="edgecv.defaults")
+    manager.register(defaults, name=DEFAULTS_NAME)
     records = _load_entry_points(manager)
-    backends, records = _collect_backends(manager, records)
+    registered, records = _collect(manager, records)
     broken = [r for r in records if not r.ok]
     if broken:
         details = "; ".join(f"{r.name} ({r.error})" for r in broken)
@@ -133,7 +190,7 @@ def _build() -> PluginState:
             PluginWarning,
             stacklevel=3,
         )
-    return PluginState(manager, records, backends)
+    return PluginState(manager, records, registered)
 
 
 def state() -> PluginState:
@@ -149,8 +206,32 @@ def plugin_manager() -> pluggy.PluginManager:
     return state().manager
 
 
-def backends() -> list[BackendInfo]:
-    return list(state().backends)
+def add_hookspecs(module: ModuleType, defaults: object | None = None) -> pluggy.PluginManager:
+    """Add a service's own hook specifications (and its ``trylast`` defaults) to the manager, once.
+
+    The runtime's hooks are not part of the pipeline's: ``edgecv.runtime`` adds them when it is
+    used, so the pipeline never imports the service.
+    """
+    current = state()
+    with _lock:
+        if module.__name__ not in current.hookspec_modules:
+            current.manager.add_hookspecs(module)
+            if defaults is not None:
+                current.manager.register(defaults, name=f"{module.__name__}.defaults")
+            current.hookspec_modules.add(module.__name__)
+    return current.manager
+
+
+def backends() -> list[Backend]:
+    return list(state().registered.backends)
+
+
+def exporters() -> list[Exporter]:
+    return list(state().registered.exporters)
+
+
+def decoders() -> list[Decoder]:
+    return [decoder for _, decoder in state().registered.decoders]
 
 
 def plugin_records() -> list[PluginRecord]:
@@ -158,36 +239,38 @@ def plugin_records() -> list[PluginRecord]:
 
 
 def register(plugin: Any, name: str | None = None) -> None:
-    """Register an in-process plugin (an app's own hooks) and the backends it declares.
+    """Register an in-process plugin (an app's own hooks) and what it registers.
 
     Unlike entry-point plugins, a failure here is the caller's: the plugin is unregistered again
-    and ``PluginError`` is raised.
+    and ``PluginError`` is raised. Its decoders are tried before those registered earlier.
     """
     current = state()
     try:
         plugin_name = current.manager.register(plugin, name=name)
     except Exception as exc:
-        raise PluginError(f"Cannot register plugin {name or plugin!r}: {_one_line(exc)}") from exc
+        raise PluginError(f"Cannot register plugin {name or plugin!r}: {_describe(exc)}") from exc
     if plugin_name is None:
         return
-    found: list[BackendInfo] = []
-    for impl in current.manager.hook.edgecv_register_backends.get_hookimpls():
-        if impl.plugin_name == plugin_name:
-            try:
-                impl.function(register=found.append)
-            except Exception as exc:
-                current.manager.unregister(name=plugin_name)
-                raise PluginError(
-                    f"Plugin {plugin_name!r} failed to declare its backends: {_one_line(exc)}"
-                ) from exc
-    current.backends.extend(attrs.evolve(info, plugin=plugin_name) for info in found)
+    try:
+        found = _registrations(current.manager, plugin_name)
+    except PluginError as exc:
+        current.manager.unregister(name=plugin_name)
+        raise PluginError(f"Plugin {plugin_name!r} failed to register: {exc}") from exc
+    with _lock:
+        current.registered.backends.extend(found.backends)
+        current.registered.exporters.extend(found.exporters)
+        current.registered.decoders[:0] = found.decoders
 
 
 def unregister(plugin: Any) -> None:
     current = state()
     name = current.manager.get_name(plugin)
     current.manager.unregister(plugin)
-    current.backends[:] = [b for b in current.backends if b.plugin != name]
+    with _lock:
+        registered = current.registered
+        registered.backends[:] = [b for b in registered.backends if b.plugin != name]
+        registered.exporters[:] = [e for e in registered.exporters if e.plugin != name]
+        registered.decoders[:] = [(owner, d) for owner, d in registered.decoders if owner != name]
 
 
 def reset() -> None:

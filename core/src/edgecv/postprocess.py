@@ -9,7 +9,7 @@ import attrs
 import numpy as np
 import numpy.typing as npt
 
-from edgecv.decoders import DECODERS, DecodeContext, batched_nms
+from edgecv.decoders import DecodeContext, batched_nms
 from edgecv.detections import Detections
 from edgecv.preprocess import LetterboxInfo
 from edgecv.spec import ModelSpec
@@ -46,7 +46,7 @@ def postprocess(
     letterbox: LetterboxInfo,
     options: PostprocessOptions,
 ) -> Detections:
-    decoder = DECODERS[spec.arch]
+    decoder = spec.decoder
     context = DecodeContext(options.conf, options.multi_label, len(spec.names), letterbox.input_shape)
     found = decoder.decode(outputs, context)
     boxes, scores, class_ids = found.boxes, found.scores, found.class_ids

@@ -16,6 +16,7 @@ from typing import Any, Literal
 
 import attrs
 
+from edgecv.decoders.base import Decoder
 from edgecv.errors import ConfigError, ModelError
 from edgecv.names import COCO80
 
@@ -74,8 +75,8 @@ class ModelSpec:
     input: InputSpec
     outputs: tuple[TensorSpec, ...]
     names: tuple[str, ...]
-    arch: str
-    """Name of the decoder that turns raw outputs into boxes (see ``edgecv.decoders``)."""
+    decoder: Decoder
+    """Turns the raw outputs into boxes (chosen at load time from the registered decoders)."""
     task: str = "detect"
     boxes_normalized: bool = False
     """True when the model emits boxes in 0..1 of the input size instead of input pixels."""
@@ -90,12 +91,16 @@ class ModelSpec:
     def imgsz(self) -> tuple[int, int]:
         return self.input.size
 
+    @property
+    def arch(self) -> str:
+        """The decoder's name (``"yolov8"``, ``"yolox"``, ...)."""
+        return self.decoder.name
+
 
 @attrs.frozen
-class LoadedModel:
-    """What a backend's ``edgecv_load`` returns: its own session plus what the file declares."""
+class SessionSpec:
+    """What a backend's session declares about the model file it opened (``Session.spec``)."""
 
-    session: Any
     input: TensorSpec
     outputs: tuple[TensorSpec, ...]
     metadata: Mapping[str, str] = attrs.field(factory=dict)

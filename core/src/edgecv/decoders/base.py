@@ -44,8 +44,10 @@ class Decoder:
     """A named output layout.
 
     ``matches(shapes, num_classes, input_size)`` says whether the model's output shapes have
-    this layout (``num_classes`` is ``None`` when the model carries no names); ``preprocessing``
-    holds the input recipe the architecture was trained with (colour, scale, letterbox).
+    this layout (``num_classes`` is ``None`` when the model carries no names); ``class_count``
+    reads the number of classes off the output shapes (``None`` when the layout does not say:
+    the user must then pass names); ``preprocessing`` holds the input recipe the architecture was
+    trained with (colour, scale, letterbox).
     """
 
     name: str
@@ -54,6 +56,7 @@ class Decoder:
     matches: Callable[[Sequence[Shape], int | None, tuple[int, int]], bool]
     needs_nms: bool = True
     preprocessing: Mapping[str, Any] = attrs.field(factory=dict)
+    class_count: Callable[[Sequence[Shape]], int | None] = lambda shapes: None
 
 
 def xywh_to_xyxy(xywh: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:

@@ -47,10 +47,17 @@ def matches_yolov5(shapes: Sequence[Shape], num_classes: int | None, input_size:
     return matches_objectness_layout(shapes, num_classes) and rows != grid_points(input_size)
 
 
+def objectness_class_count(shapes: Sequence[Shape]) -> int | None:
+    """[1, N, 5 + C]: box, objectness, then C class scores."""
+    channels = shapes[0][2] if len(shapes[0]) == 3 else None
+    return channels - 5 if channels is not None else None
+
+
 YOLOV5 = Decoder(
     name="yolov5",
     layout="[1, N, 5+C]: cx, cy, w, h, objectness, C class scores (YOLOv5/v7, 3 anchors per cell)",
     decode=decode_yolov5,
     matches=matches_yolov5,
+    class_count=objectness_class_count,
     preprocessing={"color": "RGB", "scale": 1 / 255, "letterbox": "center"},
 )

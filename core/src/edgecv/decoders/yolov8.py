@@ -38,10 +38,16 @@ def matches_yolov8(shapes: Sequence[Shape], num_classes: int | None, input_size:
     return channels is not None and channels > 4 and (anchors is None or anchors > channels)
 
 
+def yolov8_class_count(shapes: Sequence[Shape]) -> int | None:
+    dims = [d for d in shapes[0][1:] if d is not None]
+    return min(dims) - 4 if dims else None  # [1, 4+C, N] or [1, N, 4+C]: C+4 is the smaller
+
+
 YOLOV8 = Decoder(
     name="yolov8",
     layout="[1, 4+C, N]: cx, cy, w, h, C class scores (YOLOv8, YOLO11)",
     decode=decode_yolov8,
     matches=matches_yolov8,
+    class_count=yolov8_class_count,
     preprocessing={"color": "RGB", "scale": 1 / 255, "letterbox": "center"},
 )

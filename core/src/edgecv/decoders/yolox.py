@@ -14,7 +14,7 @@ import numpy as np
 import numpy.typing as npt
 
 from edgecv.decoders.base import Candidates, DecodeContext, Decoder, Shape, select_scores, xywh_to_xyxy
-from edgecv.decoders.yolov5 import grid_points, matches_objectness_layout
+from edgecv.decoders.yolov5 import grid_points, matches_objectness_layout, objectness_class_count
 
 STRIDES = (8, 16, 32)
 
@@ -56,5 +56,6 @@ YOLOX = Decoder(
     layout="[1, N, 5+C]: dx, dy, log w, log h, objectness, C class scores on the stride 8/16/32 grid (YOLOX)",
     decode=decode_yolox,
     matches=matches_yolox,
+    class_count=objectness_class_count,
     preprocessing={"color": "BGR", "scale": 1.0, "letterbox": "topleft"},
 )

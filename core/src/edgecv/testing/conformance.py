@@ -12,7 +12,7 @@ import numpy.typing as npt
 import pytest
 
 from edgecv import plugins, registry
-from edgecv.backends import BackendInfo
+from edgecv.backends import Backend
 from edgecv.detections import Detections
 from edgecv.errors import ModelError
 from edgecv.images import read_image
@@ -36,7 +36,7 @@ from edgecv.testing.reference import (
 ONNX_BACKEND = "onnx"
 
 
-def find_backend(name: str) -> BackendInfo | None:
+def find_backend(name: str) -> Backend | None:
     return next((b for b in plugins.backends() if b.name == name), None)
 
 
@@ -144,7 +144,7 @@ class BackendConformance:
 
     # --- fixtures (class scope: one load per test class) ----------------------------------------
 
-    def registered_backend(self) -> BackendInfo:
+    def registered_backend(self) -> Backend:
         """The backend's declaration; fails (never skips) when no installed plugin registers it."""
         assert self.backend, f"{type(self).__name__} must set the class attribute `backend`"
         info = find_backend(self.backend)
@@ -163,7 +163,7 @@ class BackendConformance:
             )
         return info
 
-    def available_backend(self) -> BackendInfo:
+    def available_backend(self) -> Backend:
         """The backend's declaration; skips the test when its runtime or hardware is absent."""
         info = self.registered_backend()
         status = info.availability()

@@ -1,3 +1,3 @@
 """edgecv-opencv-dnn: an example third-party edgecv backend built on OpenCV's DNN module."""
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"

@@ -1,3 +1,3 @@
 """edgecv-onnx: the ONNX Runtime backend for edgecv."""
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"

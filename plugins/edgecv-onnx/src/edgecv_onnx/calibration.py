@@ -10,8 +10,8 @@ import numpy as np
 import numpy.typing as npt
 from onnxruntime.quantization import CalibrationDataReader
 
-from edgecv.images import read_image
-from edgecv.model import Model
+from edgecv import Model
+from edgecv.backend import read_image
 
 
 class ImageCalibrationReader(CalibrationDataReader):  # type: ignore[misc]  # untyped onnxruntime

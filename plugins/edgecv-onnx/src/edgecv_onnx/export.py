@@ -17,14 +17,12 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from edgecv.errors import BackendError, ConfigError, ModelError
-from edgecv.exporting import ExportOptions
-from edgecv.files import atomic_target
+from edgecv.backend import BackendError, ConfigError, ExportOptions, ModelError, atomic_target
 
 if TYPE_CHECKING:
     import onnx
 
-    from edgecv.model import Model
+    from edgecv import Model
 
 TARGET = "onnx"
 CALIB_METHODS = ("percentile", "minmax", "entropy")  # the first is the default
@@ -55,7 +53,7 @@ def export(source: Path, output: Path, options: Mapping[str, Any]) -> Path:
 
     files: list[Path] = []
     if settings.precision == "int8":
-        from edgecv.calibration import calibration_files
+        from edgecv.backend import calibration_files
         from edgecv_onnx.quantize import require_quantization_support
 
         require_quantization_support()

@@ -16,7 +16,7 @@ from collections.abc import Iterable, Sequence
 
 import onnx
 
-from edgecv.errors import ModelError
+from edgecv.backend import ModelError, one_line
 
 QUANTIZATION_OPS = frozenset({"QuantizeLinear", "DequantizeLinear"})
 INTEGER_OPS = frozenset(
@@ -79,7 +79,7 @@ def upgrade_opset(model: onnx.ModelProto, minimum: int) -> onnx.ModelProto:
         return version_converter.convert_version(model, minimum)
     except Exception as exc:  # the converter raises bare RuntimeErrors/ValueErrors per adapter
         raise ModelError(
-            f"Cannot convert the model from opset {current} to {minimum}: {' '.join(str(exc).split())[:200]}",
+            f"Cannot convert the model from opset {current} to {minimum}: {one_line(exc)}",
             f"Export it from its framework with opset {minimum} or newer.",
         ) from exc
 

@@ -24,7 +24,7 @@ import numpy.typing as npt
 import onnx
 from onnx import numpy_helper
 
-from edgecv.errors import BackendError, ModelError
+from edgecv.backend import BackendError, ModelError
 from edgecv_onnx import graph
 from edgecv_onnx.calibration import ImageCalibrationReader
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -10,8 +10,15 @@ import numpy as np
 import numpy.typing as npt
 import onnxruntime as ort
 
-from edgecv.errors import ConfigError, ModelError
-from edgecv.spec import LoadedModel, TensorSpec
+from edgecv.backend import (
+    ConfigError,
+    ModelError,
+    SessionSpec,
+    TensorSpec,
+    check_options,
+    one_line,
+    single_input,
+)
 
 # Tried in this order when the user does not choose: the fastest provider present wins.
 PREFERRED_PROVIDERS = (
@@ -29,19 +36,6 @@ _ORT_TYPES = {
     "tensor(int8)": "int8",
     "tensor(double)": "float64",
 }
-
-
-class OnnxSession:
-    """An ``InferenceSession`` with its input and output names bound once."""
-
-    def __init__(self, session: ort.InferenceSession) -> None:
-        self.session = session
-        self.input_name = session.get_inputs()[0].name
-        self.output_names = [o.name for o in session.get_outputs()]
-        self.providers = session.get_providers()
-
-    def run(self, tensor: npt.NDArray[Any]) -> list[npt.NDArray[np.float32]]:
-        return self.session.run(self.output_names, {self.input_name: tensor})  # type: ignore[no-any-return]
 
 
 def choose_providers(requested: Sequence[str] | str | None) -> list[str]:
@@ -82,34 +76,54 @@ def _tensor(arg: Any) -> TensorSpec:
     return TensorSpec(arg.name, _dims(arg.shape), _ORT_TYPES.get(arg.type, arg.type))
 
 
-def open_session(path: Path, options: Mapping[str, Any]) -> LoadedModel:
-    unknown = set(options) - KNOWN_OPTIONS
-    if unknown:
-        raise ConfigError(
-            f"Unknown ONNX Runtime option(s): {', '.join(sorted(unknown))}",
-            f"Known options: {', '.join(sorted(KNOWN_OPTIONS))}.",
+class OnnxSession:
+    """An ``InferenceSession`` with its input and output names bound once."""
+
+    def __init__(self, session: ort.InferenceSession, spec: SessionSpec) -> None:
+        self.session = session
+        self._spec = spec
+        self.input_name = spec.input.name
+        self.output_names = [o.name for o in spec.outputs]
+        self.providers = session.get_providers()
+
+    @classmethod
+    def open(cls, path: Path, options: Mapping[str, Any]) -> OnnxSession:
+        check_options(options, KNOWN_OPTIONS, "ONNX Runtime")
+        if path.is_dir():
+            raise ModelError(f"{path} is a folder, not an .onnx file", "Pass the .onnx file itself.")
+        providers = choose_providers(options.get("providers"))
+        try:
+            session = ort.InferenceSession(
+                str(path), sess_options=session_options(options), providers=providers
+            )
+        except Exception as exc:  # onnxruntime raises its own exception types for bad files
+            first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise ModelError(
+                f"ONNX Runtime cannot load {path.name}: {one_line(first_line)}",
+                "The file is corrupt, truncated or not an ONNX model: export or download it again.",
+            ) from exc
+        image_input = single_input(session.get_inputs(), path)
+        spec = SessionSpec(
+            input=_tensor(image_input),
+            outputs=tuple(_tensor(o) for o in session.get_outputs()),
+            metadata=dict(session.get_modelmeta().custom_metadata_map),
         )
-    if path.is_dir():
-        raise ModelError(f"{path} is a folder, not an .onnx file", "Pass the .onnx file itself.")
-    providers = choose_providers(options.get("providers"))
-    try:
-        session = ort.InferenceSession(str(path), sess_options=session_options(options), providers=providers)
-    except Exception as exc:  # onnxruntime raises its own exception types for bad files
-        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ModelError(
-            f"ONNX Runtime cannot load {path.name}: {first_line[:200]}",
-            "The file is corrupt, truncated or not an ONNX model: export or download it again.",
-        ) from exc
-    inputs = session.get_inputs()
-    if len(inputs) != 1:
-        raise ModelError(
-            f"{path.name} has {len(inputs)} inputs; edgecv runs models with one image input",
-            "Export the detector with a single image input.",
+        return cls(session, spec)
+
+    @property
+    def spec(self) -> SessionSpec:
+        return self._spec
+
+    def run(self, tensor: npt.NDArray[Any]) -> list[npt.NDArray[np.float32]]:
+        outputs: list[npt.NDArray[np.float32]] = self.session.run(
+            self.output_names, {self.input_name: tensor}
         )
-    metadata = dict(session.get_modelmeta().custom_metadata_map)
-    return LoadedModel(
-        session=OnnxSession(session),
-        input=_tensor(inputs[0]),
-        outputs=tuple(_tensor(o) for o in session.get_outputs()),
-        metadata=metadata,
-    )
+        return outputs
+
+    @property
+    def bare(self) -> Callable[[npt.NDArray[Any]], object]:
+        run, names, feed = self.session.run, self.output_names, self.input_name
+        return lambda tensor: run(names, {feed: tensor})
+
+    def close(self) -> None:
+        """onnxruntime frees the session with the object; drop our reference."""

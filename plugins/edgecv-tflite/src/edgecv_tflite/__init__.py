@@ -1,3 +1,3 @@
 """edgecv-tflite: the TensorFlow Lite (LiteRT) and Coral Edge TPU backends for edgecv."""
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"

@@ -1,14 +1,18 @@
-"""Shared fixtures: the read-only assets folder and a clean edgecv environment per test.
+"""pytest fixtures for edgecv's own test suites and backend packages' (a ``pytest11`` plugin).
 
-Assets are found through ``EDGECV_ASSETS`` or ``../shared/assets`` (then ``./shared/assets``)
-from the working directory, as ``edgecv.registry`` finds them. Missing assets FAIL the run:
-a skipped test would hide that nothing was checked.
+Installed with edgecv-core, pytest loads it in any project that has edgecv-core installed
+(``-p no:edgecv`` turns it off). Assets are found through ``EDGECV_ASSETS`` or
+``../shared/assets`` (then ``./shared/assets``) from the working directory, as
+``edgecv.registry`` finds them. Missing assets FAIL the run: a skipped test would hide that
+nothing was checked.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 
@@ -70,7 +74,7 @@ def clean_edgecv_env(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.T
 
 
 @pytest.fixture
-def fresh_plugins():
+def fresh_plugins() -> Iterator[ModuleType]:
     """A plugin manager rebuilt from entry points for this test, and forgotten afterwards."""
     from edgecv import plugins
 

@@ -1,6 +1,6 @@
 """Running the real ``edgecv`` command in a subprocess, as users do, and checking its error line.
 
-Shared by every test folder (tests/ is on sys.path through its conftest.py).
+For edgecv's own tests and backend packages' (every user-facing failure is one ``error:`` line).
 """
 
 from __future__ import annotations

@@ -1,0 +1,113 @@
+"""Everything a backend plugin needs from the core, in one import.
+
+A backend plugin is a module named in the ``edgecv`` entry-point group that registers a
+``Backend`` (and, if it writes a format, an ``Exporter``)::
+
+    from edgecv.backend import Backend, hookimpl
+
+    @hookimpl
+    def edgecv_register_backends(register):
+        register(Backend(name="mine", formats=(".onnx",), open=open_session))
+
+``open_session(path, options)`` returns an object with the ``Session`` protocol. Plugins import
+from here (and the public ``edgecv`` API) and nothing else of the core; see
+docs/writing-a-backend.md.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from edgecv.backends import AsyncSession, Availability, Backend, Exporter, Outputs, Session
+from edgecv.decoders.base import Candidates, DecodeContext, Decoder
+from edgecv.errors import BackendError, ConfigError, EdgecvError, ImageError, ModelError, one_line
+from edgecv.exporting import ExportOptions
+from edgecv.files import atomic_target
+from edgecv.hardware import coral_usb_count
+from edgecv.hookspecs import hookimpl
+from edgecv.native_output import stderr_captured, stderr_redirected, stderr_silenced
+from edgecv.spec import (
+    Layout,
+    ModelSpec,
+    Quantization,
+    SessionSpec,
+    TensorSpec,
+    imgsz_from_metadata,
+    parse_metadata_value,
+)
+
+if TYPE_CHECKING:
+    from edgecv.calibration import calibration_files
+    from edgecv.images import read_image
+
+# OpenCV is imported only when an exporter reads images, not when the plugin is discovered.
+_LAZY = {"calibration_files": "edgecv.calibration", "read_image": "edgecv.images"}
+
+__all__ = [
+    "AsyncSession",
+    "Availability",
+    "Backend",
+    "BackendError",
+    "Candidates",
+    "ConfigError",
+    "DecodeContext",
+    "Decoder",
+    "EdgecvError",
+    "ExportOptions",
+    "Exporter",
+    "ImageError",
+    "Layout",
+    "ModelError",
+    "ModelSpec",
+    "Outputs",
+    "Quantization",
+    "Session",
+    "SessionSpec",
+    "TensorSpec",
+    "atomic_target",
+    "calibration_files",
+    "check_options",
+    "coral_usb_count",
+    "hookimpl",
+    "imgsz_from_metadata",
+    "one_line",
+    "parse_metadata_value",
+    "read_image",
+    "single_input",
+    "stderr_captured",
+    "stderr_redirected",
+    "stderr_silenced",
+]
+
+T = TypeVar("T")
+
+
+def check_options(options: Mapping[str, Any], known: Iterable[str], runtime: str) -> None:
+    """Reject backend options ``runtime`` does not know (``ConfigError`` listing the known ones)."""
+    allowed = set(known)
+    unknown = set(options) - allowed
+    if unknown:
+        raise ConfigError(
+            f"Unknown {runtime} option(s): {', '.join(sorted(unknown))}",
+            f"Known options: {', '.join(sorted(allowed))}.",
+        )
+
+
+def single_input(inputs: Sequence[T], path: Path) -> T:
+    """The one input of a detector, or ``ModelError`` for a model with several (or none)."""
+    if len(inputs) != 1:
+        raise ModelError(
+            f"{path.name} has {len(inputs)} inputs; edgecv runs models with one image input",
+            "Export the detector with a single image input.",
+        )
+    return inputs[0]
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'edgecv.backend' has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)
