@@ -293,7 +293,7 @@ def make_spec(arch: str = "yolov8", names=("a", "b", "c")) -> ModelSpec:
         input=input_spec,
         outputs=(TensorSpec("output0", (1, 4 + len(names), 30)),),
         names=tuple(names),
-        arch=arch,
+        decoder=DECODERS[arch],
     )
 
 

@@ -18,12 +18,18 @@ import edgecv
 from edgecv.detections import Detections
 
 GOOD_PLUGIN = """
-from edgecv import hookimpl
-from edgecv.backends import BackendInfo
+from edgecv.backend import Backend, Exporter, hookimpl
+
+def open_session(path, options):
+    raise NotImplementedError
 
 @hookimpl
 def edgecv_register_backends(register):
-    register(BackendInfo(name="fakert", formats=(".fake",), priority=5, description="test backend"))
+    register(Backend(name="fakert", open=open_session, formats=(".fake",), priority=5, description="test"))
+
+@hookimpl
+def edgecv_register_exporters(register):
+    register(Exporter(format="fakefmt", export=lambda source, output, options: output))
 """
 
 IMPORT_BROKEN_PLUGIN = """
@@ -49,6 +55,7 @@ PROBE = textwrap.dedent(
     result = {
         "records": {
             r.name: {"ok": r.ok, "error": r.error, "backends": list(r.backends),
+                     "exporters": list(r.exporters),
                      "distribution": r.distribution, "version": r.version, "module": r.module}
             for r in records
         },
@@ -121,6 +128,7 @@ def test_good_plugin_is_discovered_with_its_backend(all_plugins: dict) -> None:
     good = all_plugins["records"]["good"]
     assert good["ok"] and good["error"] is None
     assert good["backends"] == ["fakert"]
+    assert good["exporters"] == ["fakefmt"]
     assert (good["distribution"], good["version"], good["module"]) == (
         "edgecv_goodplug",
         "0.1",
@@ -131,7 +139,7 @@ def test_good_plugin_is_discovered_with_its_backend(all_plugins: dict) -> None:
 
 def test_installed_onnx_plugin_still_works_next_to_broken_ones(all_plugins: dict) -> None:
     onnx = all_plugins["records"]["onnx"]
-    assert onnx["ok"] and onnx["backends"] == ["onnx"]
+    assert onnx["ok"] and onnx["backends"] == ["onnx"] and onnx["exporters"] == ["onnx"]
     assert onnx["distribution"] == "edgecv-onnx"
     assert all_plugins["backends"]["onnx"] == "onnx"
 
@@ -311,12 +319,12 @@ def test_postprocess_returning_none_falls_through_to_default(
 
 
 def test_in_process_plugin_declares_and_withdraws_a_backend(fresh_plugins) -> None:
-    from edgecv.backends import BackendInfo
+    from edgecv.backend import Backend
 
     class Declares:
         @edgecv.hookimpl
         def edgecv_register_backends(self, register) -> None:
-            register(BackendInfo(name="inproc", formats=(".inproc",)))
+            register(Backend(name="inproc", open=lambda path, options: None, formats=(".inproc",)))
 
     plugin = Declares()
     fresh_plugins.register(plugin, name="inproc-plugin")
@@ -342,7 +350,7 @@ def test_in_process_plugin_failing_to_declare_backends_is_rolled_back(fresh_plug
             raise RuntimeError("no device\nsecond line")
 
     broken = Broken()
-    expected = "failed to declare its backends: RuntimeError: no device second line"
+    expected = "failed to register: edgecv_register_backends raised RuntimeError: no device second line"
     with pytest.raises(PluginError, match=expected):
         fresh_plugins.register(broken, name="broken-app")
     assert not fresh_plugins.plugin_manager().is_registered(broken)

@@ -49,8 +49,8 @@ class AsyncSession(Session, Protocol):
     """A session that keeps several frames in flight (accelerator queues, CUDA streams).
 
     ``submit`` starts a run and returns at once; the future resolves to what ``run`` would have
-    returned. ``Model.submit`` uses it when the session has it, and the runtime keeps up to
-    ``RunConfig.in_flight`` frames submitted.
+    returned (completion callbacks may run in the runtime's own thread: keep them short).
+    ``Model.submit`` uses it, so a caller keeps several frames in flight.
     """
 
     def submit(self, tensor: npt.NDArray[Any]) -> Future[Outputs]: ...

@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import Future
 from pathlib import Path
 from typing import Any, overload
 
@@ -17,7 +18,7 @@ import numpy.typing as npt
 import pluggy
 
 from edgecv import plugins
-from edgecv.backends import Backend, Outputs, Session, select_backend
+from edgecv.backends import AsyncSession, Backend, Outputs, Session, select_backend
 from edgecv.decoders import choose_decoder
 from edgecv.decoders.base import Decoder
 from edgecv.detections import Detections, StageTimings
@@ -100,6 +101,55 @@ class Model:
         tensor, letterbox = self.preprocess(image)
         preprocessed = time.perf_counter()
         outputs = self.infer(tensor)
+        return self._finish(image, outputs, letterbox, options, source, start, preprocessed)
+
+    def submit(
+        self,
+        image: npt.NDArray[np.uint8],
+        options: PostprocessOptions | None = None,
+        source: str | None = None,
+    ) -> Future[Detections]:
+        """Start the pipeline on one frame; the future resolves to what ``predict`` would return.
+
+        With an ``AsyncSession`` (an accelerator with frames in flight) this returns once the
+        frame is preprocessed and queued, so several frames can be in flight; the outputs are
+        decoded in the session's completion thread. Otherwise, or when a plugin intercepts
+        ``edgecv_infer`` (which only the synchronous path calls), the frame runs now and the
+        future is already done.
+        """
+        if not isinstance(self.session, AsyncSession) or len(self._hook.edgecv_infer.get_hookimpls()) > 1:
+            finished: Future[Detections] = Future()
+            try:
+                finished.set_result(self.predict(image, options, source))
+            except Exception as exc:
+                finished.set_exception(exc)
+            return finished
+        start = time.perf_counter()
+        tensor, letterbox = self.preprocess(image)
+        preprocessed = time.perf_counter()
+        result: Future[Detections] = Future()
+
+        def decode(outputs: Future[Outputs]) -> None:
+            try:
+                result.set_result(
+                    self._finish(image, outputs.result(), letterbox, options, source, start, preprocessed)
+                )
+            except Exception as exc:
+                result.set_exception(exc)
+
+        self.session.submit(tensor).add_done_callback(decode)
+        return result
+
+    def _finish(
+        self,
+        image: npt.NDArray[np.uint8],
+        outputs: Outputs,
+        letterbox: LetterboxInfo,
+        options: PostprocessOptions | None,
+        source: str | None,
+        start: float,
+        preprocessed: float,
+    ) -> Detections:
         inferred = time.perf_counter()
         detections = self.postprocess(outputs, letterbox, options or self.options)
         done = time.perf_counter()

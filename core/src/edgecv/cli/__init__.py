@@ -58,13 +58,13 @@ class EdgecvGroup(click.Group):
         except Exception as exc:
             if _debug(ctx):
                 raise
-            from edgecv.errors import EdgecvError
+            from edgecv.errors import EdgecvError, one_line
 
             if isinstance(exc, EdgecvError):
                 message = str(exc)
             else:
                 message = (
-                    f"unexpected {type(exc).__name__}: {' '.join(str(exc).split())[:300]}. "
+                    f"unexpected {type(exc).__name__}: {one_line(exc, 300)}. "
                     "Run with --debug for the traceback and report it."
                 )
             click.echo(f"error: {message}", err=True)

@@ -1,4 +1,4 @@
-"""``edgecv backends``: installed plugins, the backends they provide, and whether each can run."""
+"""``edgecv backends``: installed plugins, the backends and export formats they provide, and whether each can run."""
 
 from __future__ import annotations
 
@@ -26,6 +26,9 @@ def backends_command(as_json: bool) -> None:
             f"{'':<12} formats {', '.join(info['formats'])}; priority {info['priority']}; "
             f"plugin {info['plugin']} {info['version']}"
         )
+    if report["exporters"]:
+        formats = ", ".join(f"{e['format']} ({e['plugin']})" for e in report["exporters"])
+        click.echo(f"{'export to':<12} {formats}")
     for record in plugins.plugin_records():
         if not record.ok:
             click.echo(
@@ -66,7 +69,11 @@ def backends_report() -> dict[str, Any]:
             "ok": r.ok,
             "error": r.error,
             "backends": list(r.backends),
+            "exporters": list(r.exporters),
         }
         for r in records.values()
     ]
-    return {"plugins": plugin_list, "backends": backends}
+    exporters = [
+        {"format": e.format, "plugin": e.plugin, "description": e.description} for e in plugins.exporters()
+    ]
+    return {"plugins": plugin_list, "backends": backends, "exporters": exporters}

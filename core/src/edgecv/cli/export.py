@@ -58,9 +58,11 @@ def export_command(
 ) -> None:
     """Export MODEL to another format with the plugin that owns that format."""
     from edgecv import plugins, registry
+    from edgecv.backends import select_exporter
     from edgecv.errors import BackendError
 
     source = registry.resolve(model)
+    exporter = select_exporter(plugins.exporters(), target)
     validate = _validator() if check_data is not None else None  # fail before a long export
     options: dict[str, Any] = {
         "precision": precision,
@@ -71,14 +73,11 @@ def export_command(
     }
     if io_type is not None:
         options["io"] = io_type
-    result = plugins.plugin_manager().hook.edgecv_export(
-        source=source, target=target, output=Path(output), options=options
+    result: Path | None = plugins.plugin_manager().hook.edgecv_export(
+        exporter=exporter, source=source, output=Path(output), options=options
     )
     if result is None:
-        raise BackendError(
-            f"No installed plugin exports to {target!r}",
-            "Install the plugin for that format (see `edgecv backends`), e.g. pip install edgecv-" + target,
-        )
+        raise BackendError(f"The {exporter.format} export wrote nothing", "Check the installed plugins.")
     click.echo(f"exported {source} -> {result}")
     if validate is not None and check_data is not None:
         _check(validate, source, Path(result), check_data, precision, imgsz)

@@ -25,6 +25,8 @@ image ``bus.jpg`` from the assets folder (``edgecv.registry.assets_dir()``: ``ED
 - a truncated model file raises ``edgecv.errors.ModelError`` whose message is one line;
 - repeated calls give identical detections, a list input gives a list of ``Detections``;
 - ``model.infer(tensor)`` returns float32 arrays shaped as ``spec.outputs`` says.
+- the session follows ``edgecv.backend.Session`` (``spec``, ``run``, ``bare``, ``close``): its bare
+  call runs on the prepared tensor and leaves the session usable; ``close()`` may be called twice.
 
 Class attributes (override in the subclass):
 

@@ -12,13 +12,13 @@ import numpy.typing as npt
 import pytest
 
 from edgecv import plugins, registry
-from edgecv.backends import Backend
+from edgecv.backends import Backend, Session
 from edgecv.detections import Detections
 from edgecv.errors import ModelError
 from edgecv.images import read_image
 from edgecv.model import Model, load
 from edgecv.names import COCO80
-from edgecv.spec import ModelSpec
+from edgecv.spec import ModelSpec, SessionSpec
 from edgecv.testing.reference import (
     REFERENCE_CONF,
     REFERENCE_DETECTIONS,
@@ -371,3 +371,28 @@ class BackendConformance:
             assert not mismatched, (
                 f"output {described.name!r} has shape {output.shape}, spec says {described.shape}"
             )
+
+    def test_session_follows_the_protocol(self, conformance_model: Model) -> None:
+        session = conformance_model.session
+        assert isinstance(session, Session), (
+            f"{type(session).__name__} lacks part of edgecv.backend.Session (spec, run, bare, close)"
+        )
+        assert isinstance(session.spec, SessionSpec), f"session.spec is {type(session.spec).__name__}"
+        assert session.spec.outputs == conformance_model.spec.outputs
+
+    def test_bare_call_runs_the_runtime_on_the_prepared_tensor(
+        self, conformance_model: Model, conformance_image: npt.NDArray[np.uint8]
+    ) -> None:
+        tensor, _ = conformance_model.preprocess(conformance_image)
+        bare = conformance_model.bare_infer()
+        assert callable(bare), f"session.bare is {type(bare).__name__}, expected a callable"
+        result = bare(tensor)
+        assert result is not None, "the bare call returned nothing: it should return the runtime's outputs"
+        # The bare call must leave the session usable for the pipeline (bench alternates the two).
+        assert _same_detections(conformance_model(conformance_image), conformance_model(conformance_image))
+
+    def test_close_releases_the_session(self, conformance_model_path: Path) -> None:
+        model = self.load_model(conformance_model_path)
+        with model:
+            assert len(model(read_image(reference_image()))) > 0
+        model.close()  # a second close is harmless

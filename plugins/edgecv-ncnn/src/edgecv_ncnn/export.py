@@ -24,16 +24,21 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from edgecv.calibration import calibration_files
-from edgecv.errors import ConfigError, ModelError
-from edgecv.exporting import ExportOptions
-from edgecv.spec import parse_metadata_value
+from edgecv.backend import (
+    ConfigError,
+    ExportOptions,
+    ModelError,
+    ModelSpec,
+    calibration_files,
+    parse_metadata_value,
+    read_image,
+)
 from edgecv_ncnn import metadata as metafile
-from edgecv_ncnn import paramfile, session, tools
+from edgecv_ncnn import paramfile, tools
+from edgecv_ncnn.session import NcnnSession
 
 if TYPE_CHECKING:
-    from edgecv.model import Model
-    from edgecv.spec import ModelSpec
+    from edgecv import Model
 
 CALIB_METHODS = ("kl", "aciq", "eq")  # ncnn2table's methods; kl is its default
 DEFAULT_CALIB_SIZE = 64
@@ -123,8 +128,6 @@ def _quantize(
     details: dict[str, Any],
 ) -> None:
     """ncnn2table on edgecv-preprocessed tensors (.npy, ``type=1``), then ncnn2int8."""
-    from edgecv.images import read_image
-
     assert settings.calib is not None
     table_tool, int8_tool = int8_tools
     files = calibration_files(settings.calib, settings.calib_size)
@@ -235,8 +238,9 @@ def _metadata(
 
 def _verify(work: Path, spec: ModelSpec, source: Path) -> None:
     """Load the result as users will and check its outputs have the source's shapes."""
-    loaded = session.open_session(work, {})
-    ours = [o.shape for o in loaded.outputs]
+    loaded = NcnnSession.open(work, {})
+    ours = [o.shape for o in loaded.spec.outputs]
+    loaded.close()
     theirs = [o.shape for o in spec.outputs]
     same = len(ours) == len(theirs) and all(
         len(a) == len(b) and all(x is None or y is None or x == y for x, y in zip(a, b, strict=True))

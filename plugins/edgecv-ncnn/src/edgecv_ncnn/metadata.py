@@ -53,7 +53,7 @@ def parse(text: str) -> dict[str, Any]:
 
 
 def flatten(data: Mapping[str, Any]) -> dict[str, str]:
-    """String values for ``LoadedModel.metadata``: lists and maps as Python literals (or JSON)."""
+    """String values for ``SessionSpec.metadata``: lists and maps as Python literals (or JSON)."""
     flat: dict[str, str] = {}
     for key, value in data.items():
         if value is None:

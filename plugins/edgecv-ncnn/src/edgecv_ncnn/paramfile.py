@@ -18,7 +18,7 @@ from pathlib import Path
 
 import attrs
 
-from edgecv.errors import ModelError
+from edgecv.backend import ModelError
 
 MAGIC = "7767517"
 PREFERRED_PARAM = "model.ncnn.param"

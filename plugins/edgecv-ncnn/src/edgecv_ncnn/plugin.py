@@ -1,4 +1,4 @@
-"""Hook implementations only; everything that touches ncnn lives in ``session`` and ``export`` (lazy)."""
+"""What this plugin registers; everything that touches ncnn lives in ``session`` and ``export`` (lazy)."""
 
 from __future__ import annotations
 
@@ -7,16 +7,9 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import numpy.typing as npt
-
-from edgecv import hookimpl
-from edgecv.backends import Availability, BackendInfo
-from edgecv.spec import LoadedModel, ModelSpec
+from edgecv.backend import Availability, Backend, Exporter, Session, hookimpl
 from edgecv_ncnn.paramfile import looks_like_model
 
-BACKEND = "ncnn"
-TARGET = "ncnn"
 INSTALL_HINT = "pip install edgecv-ncnn (it installs ncnn)."
 
 
@@ -26,11 +19,25 @@ def check() -> Availability:
     return Availability(True)
 
 
+def open_session(path: Path, options: Mapping[str, Any]) -> Session:
+    from edgecv_ncnn.session import NcnnSession
+
+    return NcnnSession.open(path, options)
+
+
+def export(source: Path, output: Path, options: Mapping[str, Any]) -> Path:
+    """``--to ncnn``: an NCNN model folder made by pnnx (needs the ``export`` extra and pnnx)."""
+    from edgecv_ncnn import export
+
+    return export.export(source, output, options)
+
+
 @hookimpl
-def edgecv_register_backends(register: Callable[[BackendInfo], None]) -> None:
+def edgecv_register_backends(register: Callable[[Backend], None]) -> None:
     register(
-        BackendInfo(
-            name=BACKEND,
+        Backend(
+            name="ncnn",
+            open=open_session,
             # A model folder, a .param, or a .bin whose .param sits next to it (``accepts``).
             formats=(".param", ".bin"),
             priority=40,
@@ -43,43 +50,7 @@ def edgecv_register_backends(register: Callable[[BackendInfo], None]) -> None:
 
 
 @hookimpl
-def edgecv_export(source: Path, target: str, output: Path, options: Mapping[str, Any]) -> Path | None:
-    if target.lower() != TARGET:
-        return None
-    from edgecv_ncnn import export
-
-    return export.export(source, output, options)
-
-
-@hookimpl
-def edgecv_load(backend: str, path: Path, options: Mapping[str, Any]) -> LoadedModel | None:
-    if backend != BACKEND:
-        return None
-    from edgecv_ncnn import session
-
-    return session.open_session(path, options)
-
-
-@hookimpl
-def edgecv_bare_infer(spec: ModelSpec, session: Any) -> Callable[[npt.NDArray[Any]], object] | None:
-    if spec.backend != BACKEND:
-        return None
-    net, mat, feed, names = session.net, session.mat, session.input_name, session.output_names
-
-    def run(tensor: npt.NDArray[Any]) -> object:
-        # What a hand-written ncnn script does: the prepared tensor (contiguous float32, kept alive
-        # by the caller) wrapped without a copy, one extractor per frame.
-        extractor = net.create_extractor()
-        extractor.input(feed, mat(tensor[0]))
-        return [extractor.extract(name)[1] for name in names]
-
-    return run
-
-
-@hookimpl
-def edgecv_infer(
-    spec: ModelSpec, session: Any, tensor: npt.NDArray[Any]
-) -> list[npt.NDArray[np.float32]] | None:
-    if spec.backend != BACKEND:
-        return None
-    return session.run(tensor)  # type: ignore[no-any-return]
+def edgecv_register_exporters(register: Callable[[Exporter], None]) -> None:
+    register(
+        Exporter(format="ncnn", export=export, description="FP32, FP16 or INT8 NCNN model folder, via pnnx")
+    )

@@ -12,7 +12,7 @@ import ctypes
 import importlib
 import os
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -20,9 +20,18 @@ import attrs
 import numpy as np
 import numpy.typing as npt
 
-from edgecv.errors import BackendError, ConfigError, ModelError
-from edgecv.native_output import stderr_captured
-from edgecv.spec import LoadedModel, TensorSpec, imgsz_from_metadata
+from edgecv.backend import (
+    BackendError,
+    ConfigError,
+    ModelError,
+    SessionSpec,
+    TensorSpec,
+    check_options,
+    imgsz_from_metadata,
+    one_line,
+    single_input,
+    stderr_captured,
+)
 from edgecv_ncnn import metadata as metafile
 from edgecv_ncnn import paramfile
 
@@ -54,12 +63,7 @@ class NcnnOptions:
 
     @classmethod
     def parse(cls, options: Mapping[str, Any]) -> NcnnOptions:
-        unknown = set(options) - KNOWN_OPTIONS
-        if unknown:
-            raise ConfigError(
-                f"Unknown ncnn option(s): {', '.join(sorted(unknown))}",
-                f"Known options: {', '.join(sorted(KNOWN_OPTIONS))}.",
-            )
+        check_options(options, KNOWN_OPTIONS, "ncnn")
         threads = options.get("threads")
         if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
             raise ConfigError(
@@ -93,7 +97,7 @@ def _ncnn() -> Any:
 
 
 def _quote(lines: Sequence[str]) -> str:
-    return f" (ncnn: {lines[-1][:200]})" if lines else ""
+    return f" (ncnn: {one_line(lines[-1])})" if lines else ""
 
 
 def mat_shape(mat: Any) -> tuple[int, ...]:
@@ -108,57 +112,25 @@ def mat_shape(mat: Any) -> tuple[int, ...]:
     return (int(mat.c), int(mat.d), int(mat.h), int(mat.w))
 
 
-class NcnnSession:
-    """An ``ncnn.Net`` with its blob names bound once. One extractor per call, so calls may overlap."""
-
-    def __init__(self, net: Any, input_name: str, output_names: Sequence[str], options: NcnnOptions) -> None:
-        self.net = net
-        self.mat = _ncnn().Mat
-        self.input_name = input_name
-        self.output_names = list(output_names)
-        self.options = options
-
-    def run(self, tensor: npt.NDArray[Any]) -> list[npt.NDArray[np.float32]]:
-        if tensor.ndim != 4 or tensor.shape[0] != 1:
-            raise BackendError(
-                f"ncnn runs one image at a time; got a tensor shaped {list(tensor.shape)}",
-                "Pass a [1, C, H, W] tensor.",
-            )
-        # ncnn.Mat(array) wraps the array's memory without copying or keeping a reference: `data`
-        # must be contiguous float32 and must stay alive until the last extract below.
-        data = np.ascontiguousarray(tensor[0], dtype=np.float32)
-        outputs: list[npt.NDArray[np.float32]] = []
-        with self.net.create_extractor() as extractor:
-            extractor.input(self.input_name, self.mat(data))
-            for name in self.output_names:
-                code, mat = extractor.extract(name)
-                if code != 0:
-                    raise BackendError(
-                        f"ncnn failed to compute output {name!r} (code {code})",
-                        "Check that the input size matches the model's (imgsz in metadata.yaml).",
-                    )
-                # Copy before the extractor goes: its blobs live in memory ncnn recycles.
-                outputs.append(np.array(mat, dtype=np.float32, copy=True)[None])
-        del data
-        return outputs
-
-    def probe(self, size: tuple[int, int], channels: int) -> list[tuple[int, ...]]:
-        """Output shapes (with batch) for a blank image of ``size`` (height, width)."""
-        data = np.zeros((channels, *size), np.float32)
-        shapes = []
-        with self.net.create_extractor() as extractor:
-            extractor.input(self.input_name, self.mat(data))
-            for name in self.output_names:
-                code, mat = extractor.extract(name)
-                if code != 0:
-                    raise ModelError(
-                        f"ncnn cannot run the model: computing output {name!r} failed (code {code})",
-                        "The .param uses layers this ncnn cannot run or the input size is wrong: "
-                        "update ncnn (pip install -U ncnn) or export the model again.",
-                    )
-                shapes.append((1, *mat_shape(mat)))
-        del data
-        return shapes
+def probe(
+    net: Any, input_name: str, output_names: Sequence[str], size: tuple[int, int], channels: int
+) -> list[tuple[int, ...]]:
+    """Output shapes (with batch) of ``net`` for a blank image of ``size`` (height, width)."""
+    data = np.zeros((channels, *size), np.float32)
+    shapes = []
+    with net.create_extractor() as extractor:
+        extractor.input(input_name, _ncnn().Mat(data))
+        for name in output_names:
+            code, mat = extractor.extract(name)
+            if code != 0:
+                raise ModelError(
+                    f"ncnn cannot run the model: computing output {name!r} failed (code {code})",
+                    "The .param uses layers this ncnn cannot run or the input size is wrong: "
+                    "update ncnn (pip install -U ncnn) or export the model again.",
+                )
+            shapes.append((1, *mat_shape(mat)))
+    del data
+    return shapes
 
 
 def read_metadata(files: paramfile.ModelFiles) -> dict[str, str]:
@@ -254,51 +226,115 @@ def create_net(options: NcnnOptions) -> Any:
     return net
 
 
-def open_session(path: Path, options: Mapping[str, Any]) -> LoadedModel:
-    settings = NcnnOptions.parse(options)
-    files = paramfile.resolve(path)
-    graph = paramfile.read_graph(files.param)
-    if len(graph.inputs) != 1:
-        raise ModelError(
-            f"{files.param.name} has {len(graph.inputs)} Input layers; "
-            "edgecv runs models with one image input",
-            "Export the detector with a single image input.",
-        )
-    metadata = read_metadata(files)
-    net = create_net(settings)
-    with stderr_captured() as lines:
-        status = net.load_param(str(files.param))
-    if status != 0:
-        raise ModelError(
-            f"ncnn cannot load the graph {files.param.name}{_quote(lines)}",
-            "It uses layers this ncnn does not know or is damaged: update ncnn (pip install -U ncnn) "
-            "or export the model again.",
-        )
-    _load_weights(net, files)
-    session = NcnnSession(net, graph.inputs[0], graph.outputs, settings)
-    declared = metadata.get("channels", "3")  # Ultralytics records it; the .param does not
-    channels = int(declared) if declared.isdigit() else 3
-    size = imgsz_from_metadata(metadata)
-    with stderr_captured() as lines:
-        try:
+def _output_shapes(
+    net: Any, input_name: str, output_names: Sequence[str], size: tuple[int, int] | None, channels: int
+) -> list[tuple[int | None, ...]]:
+    """Output shapes from a probe run at ``size``; without one, dimensions that vary are ``None``."""
+    try:
+        with stderr_captured() as lines:
             if size is not None:
-                shapes: list[tuple[int | None, ...]] = list(session.probe(size, channels))
-            else:
-                # No recorded size: dimensions that change with the input size are reported dynamic.
-                first, second = (session.probe(s, channels) for s in PROBE_SIZES)
-                shapes = [
-                    tuple(a if a == b else None for a, b in zip(x, y, strict=True))
-                    for x, y in zip(first, second, strict=True)
-                ]
-        except ModelError as exc:
-            raise ModelError(f"{exc.message}{_quote(lines)}", exc.hint) from exc
-    height, width = size if size is not None else (None, None)
-    return LoadedModel(
-        session=session,
-        input=TensorSpec(graph.inputs[0], (1, channels, height, width), "float32"),
-        outputs=tuple(
-            TensorSpec(name, shape, "float32") for name, shape in zip(graph.outputs, shapes, strict=True)
-        ),
-        metadata=metadata,
-        layout="NCHW",
-    )
+                return list(probe(net, input_name, output_names, size, channels))
+            first, second = (probe(net, input_name, output_names, s, channels) for s in PROBE_SIZES)
+    except ModelError as exc:
+        # Outside the ``with``: the captured lines are only there once it has closed.
+        raise ModelError(f"{exc.message}{_quote(lines)}", exc.hint) from exc
+    return [
+        tuple(a if a == b else None for a, b in zip(x, y, strict=True))
+        for x, y in zip(first, second, strict=True)
+    ]
+
+
+class NcnnSession:
+    """An ``ncnn.Net`` with its blob names bound once. One extractor per call, so calls may overlap."""
+
+    def __init__(self, net: Any, spec: SessionSpec, options: NcnnOptions) -> None:
+        self.net = net
+        self.mat = _ncnn().Mat
+        self._spec = spec
+        self.input_name = spec.input.name
+        self.output_names = [o.name for o in spec.outputs]
+        self.options = options
+        self._closed = False
+
+    @classmethod
+    def open(cls, path: Path, options: Mapping[str, Any]) -> NcnnSession:
+        """Load the model folder, ``.param`` or ``.bin`` at ``path``; output shapes from a probe run."""
+        settings = NcnnOptions.parse(options)
+        files = paramfile.resolve(path)
+        graph = paramfile.read_graph(files.param)
+        input_name = single_input(graph.inputs, files.param)
+        metadata = read_metadata(files)
+        net = create_net(settings)
+        with stderr_captured() as lines:
+            status = net.load_param(str(files.param))
+        if status != 0:
+            raise ModelError(
+                f"ncnn cannot load the graph {files.param.name}{_quote(lines)}",
+                "It uses layers this ncnn does not know or is damaged: update ncnn (pip install -U ncnn) "
+                "or export the model again.",
+            )
+        _load_weights(net, files)
+        declared = metadata.get("channels", "3")  # Ultralytics records it; the .param does not
+        channels = int(declared) if declared.isdigit() else 3
+        size = imgsz_from_metadata(metadata)
+        shapes = _output_shapes(net, input_name, graph.outputs, size, channels)
+        height, width = size if size is not None else (None, None)
+        spec = SessionSpec(
+            input=TensorSpec(input_name, (1, channels, height, width), "float32"),
+            outputs=tuple(
+                TensorSpec(name, shape, "float32") for name, shape in zip(graph.outputs, shapes, strict=True)
+            ),
+            metadata=metadata,
+            layout="NCHW",
+        )
+        return cls(net, spec, settings)
+
+    @property
+    def spec(self) -> SessionSpec:
+        return self._spec
+
+    def run(self, tensor: npt.NDArray[Any]) -> list[npt.NDArray[np.float32]]:
+        if self._closed:
+            raise BackendError("The ncnn session is closed", "Load the model again to run it.")
+        if tensor.ndim != 4 or tensor.shape[0] != 1:
+            raise BackendError(
+                f"ncnn runs one image at a time; got a tensor shaped {list(tensor.shape)}",
+                "Pass a [1, C, H, W] tensor.",
+            )
+        # ncnn.Mat(array) wraps the array's memory without copying or keeping a reference: `data`
+        # must be contiguous float32 and must stay alive until the last extract below.
+        data = np.ascontiguousarray(tensor[0], dtype=np.float32)
+        outputs: list[npt.NDArray[np.float32]] = []
+        with self.net.create_extractor() as extractor:
+            extractor.input(self.input_name, self.mat(data))
+            for name in self.output_names:
+                code, mat = extractor.extract(name)
+                if code != 0:
+                    raise BackendError(
+                        f"ncnn failed to compute output {name!r} (code {code})",
+                        "Check that the input size matches the model's (imgsz in metadata.yaml).",
+                    )
+                # Copy before the extractor goes: its blobs live in memory ncnn recycles.
+                outputs.append(np.array(mat, dtype=np.float32, copy=True)[None])
+        del data
+        return outputs
+
+    @property
+    def bare(self) -> Callable[[npt.NDArray[Any]], object]:
+        net, mat, feed, names = self.net, self.mat, self.input_name, self.output_names
+
+        def run(tensor: npt.NDArray[Any]) -> object:
+            # What a hand-written ncnn script does: the prepared tensor (contiguous float32, kept
+            # alive by the caller) wrapped without a copy, one extractor per frame.
+            extractor = net.create_extractor()
+            extractor.input(feed, mat(tensor[0]))
+            return [extractor.extract(name)[1] for name in names]
+
+        return run
+
+    def close(self) -> None:
+        """Free the graph and weights now rather than when the last reference goes (idempotent)."""
+        self._closed = True
+        clear = getattr(self.net, "clear", None)  # older pyncnn builds lack Net.clear
+        if clear is not None:
+            clear()

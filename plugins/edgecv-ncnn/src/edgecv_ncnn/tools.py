@@ -22,7 +22,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from edgecv.errors import BackendError, ConfigError
+from edgecv.backend import BackendError, ConfigError
 
 PNNX_ENV = "EDGECV_PNNX"
 TOOLS_ENV = "EDGECV_NCNN_TOOLS"

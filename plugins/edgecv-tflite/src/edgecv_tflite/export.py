@@ -40,13 +40,18 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import numpy.typing as npt
 
-from edgecv.errors import BackendError, ConfigError, ModelError
-from edgecv.exporting import ExportOptions
-from edgecv.files import atomic_target
-from edgecv.native_output import stderr_redirected
+from edgecv.backend import (
+    BackendError,
+    ConfigError,
+    ExportOptions,
+    ModelError,
+    atomic_target,
+    one_line,
+    stderr_redirected,
+)
 
 if TYPE_CHECKING:
-    from edgecv.model import Model
+    from edgecv import Model
 
 logger = logging.getLogger(__name__)
 
@@ -120,7 +125,7 @@ def export(source: Path, output: Path, options: Mapping[str, Any]) -> Path:
         raise ModelError(f"{source} is not an .onnx file", "edgecv export --to tflite converts ONNX models.")
     files: list[Path] = []
     if settings.precision == "int8":
-        from edgecv.calibration import calibration_files
+        from edgecv.backend import calibration_files
 
         assert settings.calib is not None
         files = calibration_files(settings.calib, settings.calib_size)
@@ -166,7 +171,7 @@ def _output_path(source: Path, output: Path, precision: str) -> Path:
 
 def _nhwc(reference: Model, file: Path) -> npt.NDArray[np.float32]:
     """The tensor the TFLite backend will feed for ``file``: edgecv's letterbox, NHWC, float 0..1."""
-    from edgecv.images import read_image
+    from edgecv.backend import read_image
 
     tensor, _ = reference.preprocess(read_image(file))
     return np.ascontiguousarray(np.transpose(tensor, (0, 2, 3, 1)), dtype=np.float32)
@@ -220,7 +225,7 @@ def _to_saved_model(
             )
     except Exception as exc:  # onnx2tf raises bare exceptions (and SystemExit) for graphs it cannot map
         raise ModelError(
-            f"onnx2tf cannot convert {source.name}: {' '.join(str(exc).split())[:200]}",
+            f"onnx2tf cannot convert {source.name}: {one_line(exc)}",
             "Export a plain static-shape ONNX model (opset 13-17) from your training framework.",
         ) from exc
     except SystemExit as exc:

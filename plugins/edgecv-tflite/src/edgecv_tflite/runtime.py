@@ -11,8 +11,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from edgecv.backends import Availability
-from edgecv.errors import BackendError
+from edgecv.backend import Availability, BackendError, coral_usb_count, one_line
 
 # (module to import, the distribution that provides it), in order of preference.
 RUNTIMES = (
@@ -27,8 +26,6 @@ EDGETPU_HINT = (
     "https://coral.ai/software/#debian-packages), plug in the Coral USB Accelerator or install the "
     "PCIe driver (gasket-dkms), or run the CPU model (the export without _edgetpu) with --backend tflite."
 )
-# Coral USB Accelerator before (Global Unichip) and after (Google) its firmware is loaded.
-CORAL_USB_IDS = (("1a6e", "089a"), ("18d1", "9302"))
 
 
 def runtime_spec() -> tuple[str, str] | None:
@@ -73,18 +70,7 @@ def find_edgetpu_library() -> str | None:
 
 def find_edgetpu_devices(sys_root: Path = Path("/sys"), dev_root: Path = Path("/dev")) -> list[str]:
     """Edge TPUs visible to this machine: ``usb:N`` for Coral USB sticks, ``pci:N`` for /dev/apex_N."""
-    devices: list[str] = []
-    usb = sys_root / "bus" / "usb" / "devices"
-    if usb.is_dir():
-        count = 0
-        for entry in sorted(usb.iterdir()):
-            try:
-                ids = ((entry / "idVendor").read_text().strip(), (entry / "idProduct").read_text().strip())
-            except OSError:
-                continue
-            if ids in CORAL_USB_IDS:
-                devices.append(f"usb:{count}")
-                count += 1
+    devices = [f"usb:{index}" for index in range(coral_usb_count(sys_root))]
     devices += [f"pci:{p.name.rsplit('_', 1)[-1]}" for p in sorted(dev_root.glob("apex_*"))]
     return devices
 
@@ -119,6 +105,4 @@ def load_edgetpu_delegate(device: str | None) -> Any:
     try:
         return module.load_delegate(library, dict(options))
     except (ValueError, OSError, RuntimeError) as exc:
-        raise BackendError(
-            f"Cannot open the Edge TPU{where}: {' '.join(str(exc).split())[:200]}", EDGETPU_HINT
-        ) from exc
+        raise BackendError(f"Cannot open the Edge TPU{where}: {one_line(exc)}", EDGETPU_HINT) from exc

@@ -6,16 +6,25 @@ import contextlib
 import importlib
 import importlib.util
 import sys
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
-from edgecv.errors import ConfigError, ModelError
-from edgecv.native_output import stderr_captured
-from edgecv.spec import LoadedModel, Quantization, TensorSpec
+from edgecv.backend import (
+    BackendError,
+    ConfigError,
+    ModelError,
+    Quantization,
+    SessionSpec,
+    TensorSpec,
+    check_options,
+    one_line,
+    single_input,
+    stderr_captured,
+)
 from edgecv_tflite import runtime
 from edgecv_tflite.metadata import read_metadata
 
@@ -50,21 +59,6 @@ class OutputTensor:
             scale, zero_point = np.float32(np.ravel(scale)[0]), np.float32(np.ravel(zero_point)[0])
         result: npt.NDArray[np.float32] = (values.astype(np.float32) - zero_point) * scale
         return result
-
-
-class TfliteSession:
-    """An allocated interpreter with its input and output tensor indices bound once."""
-
-    def __init__(self, interpreter: Any) -> None:
-        self.interpreter = interpreter
-        self.input_index = int(interpreter.get_input_details()[0]["index"])
-        self.outputs = [_output(d) for d in interpreter.get_output_details()]
-        self.output_indices = [o.index for o in self.outputs]
-
-    def run(self, tensor: npt.NDArray[Any]) -> list[npt.NDArray[np.float32]]:
-        self.interpreter.set_tensor(self.input_index, tensor)
-        self.interpreter.invoke()
-        return [o.dequantize(self.interpreter.get_tensor(o.index)) for o in self.outputs]
 
 
 def _output(detail: Mapping[str, Any]) -> OutputTensor:
@@ -108,13 +102,8 @@ def _tensor(detail: Mapping[str, Any]) -> TensorSpec:
     return TensorSpec(str(detail["name"]), shape, np.dtype(detail["dtype"]).name, _quantization(detail))
 
 
-def check_options(options: Mapping[str, Any], known: frozenset[str], backend: str) -> None:
-    unknown = set(options) - known
-    if unknown:
-        raise ConfigError(
-            f"Unknown {backend} option(s): {', '.join(sorted(unknown))}",
-            f"Known options: {', '.join(sorted(known))}.",
-        )
+def _check_options(options: Mapping[str, Any], known: frozenset[str], backend: str) -> None:
+    check_options(options, known, backend)
     threads = options.get("threads")
     if threads is not None and (not isinstance(threads, int) or isinstance(threads, bool) or threads < 1):
         raise ConfigError(
@@ -132,20 +121,25 @@ def is_edgetpu_model(path: Path) -> bool:
         return False
 
 
-def _check_file(path: Path, backend: str) -> None:
+def _check_file(path: Path) -> None:
     if path.is_dir():
         raise ModelError(f"{path} is a folder, not a .tflite file", "Pass the .tflite file itself.")
-    if backend == "tflite" and is_edgetpu_model(path):
-        status = runtime.check_edgetpu()
-        reason = (
-            "the Edge TPU backend is available: run it with --backend edgetpu"
-            if status.available
-            else (f"no Edge TPU here ({status.reason})")
-        )
-        raise ModelError(
-            f"{path.name} is compiled for the Edge TPU and cannot run on the CPU TFLite backend; {reason}",
-            "" if status.available else status.hint,
-        )
+
+
+def _refuse_edgetpu_model(path: Path) -> None:
+    """The CPU interpreter cannot run the Edge TPU's custom op: say which backend can, or what it lacks."""
+    if not is_edgetpu_model(path):
+        return
+    status = runtime.check_edgetpu()
+    reason = (
+        "the Edge TPU backend is available: run it with --backend edgetpu"
+        if status.available
+        else (f"no Edge TPU here ({status.reason})")
+    )
+    raise ModelError(
+        f"{path.name} is compiled for the Edge TPU and cannot run on the CPU TFLite backend; {reason}",
+        "" if status.available else status.hint,
+    )
 
 
 @contextlib.contextmanager
@@ -163,26 +157,26 @@ def _native_stderr_filtered() -> Iterator[None]:
         sys.stderr.write("\n".join(kept) + "\n")
 
 
-def _interpreter(path: Path, options: Mapping[str, Any], delegates: list[Any]) -> Any:
+def _interpreter(path: Path, options: Mapping[str, Any], delegates: Sequence[Any]) -> Any:
     module = runtime.interpreter_module()
     try:
         with _native_stderr_filtered():
             interpreter = module.Interpreter(
                 model_path=str(path),
                 num_threads=options.get("threads"),
-                experimental_delegates=delegates or None,
+                experimental_delegates=list(delegates) or None,
             )
             interpreter.allocate_tensors()
     except (ValueError, RuntimeError) as exc:
-        message = " ".join(str(exc).split())
         raise ModelError(
-            f"TFLite cannot load {path.name}: {message[:200]}",
+            f"TFLite cannot load {path.name}: {one_line(exc)}",
             "The file is corrupt, truncated or not a TFLite model: export or download it again.",
         ) from exc
     return interpreter
 
 
-def _edgetpu_interpreter(path: Path, options: Mapping[str, Any]) -> Any:
+def _edgetpu_interpreter(path: Path, options: Mapping[str, Any]) -> tuple[Any, tuple[Any, ...]]:
+    """The interpreter on the Edge TPU and the delegates it was given (pycoral keeps its own)."""
     device = options.get("device")
     if device is not None and not _valid_device(str(device)):
         raise ConfigError(f"Unknown Edge TPU device {device!r}", f"Pass device as {DEVICE_FORMS}.")
@@ -193,11 +187,12 @@ def _edgetpu_interpreter(path: Path, options: Mapping[str, Any]) -> Any:
             interpreter.allocate_tensors()
         except (ValueError, RuntimeError) as exc:
             raise ModelError(
-                f"The Edge TPU cannot load {path.name}: {' '.join(str(exc).split())[:200]}",
+                f"The Edge TPU cannot load {path.name}: {one_line(exc)}",
                 "Compile the full-integer model with edgetpu_compiler, or check the device.",
             ) from exc
-        return interpreter
-    return _interpreter(path, options, [runtime.load_edgetpu_delegate(str(device) if device else None)])
+        return interpreter, ()
+    delegates = (runtime.load_edgetpu_delegate(str(device) if device else None),)
+    return _interpreter(path, options, delegates), delegates
 
 
 def _valid_device(device: str) -> bool:
@@ -205,32 +200,75 @@ def _valid_device(device: str) -> bool:
     return kind in ("usb", "pci") and (index == "" or index.isdigit())
 
 
-def open_session(path: Path, options: Mapping[str, Any], backend: str = "tflite") -> LoadedModel:
-    check_options(options, EDGETPU_OPTIONS if backend == "edgetpu" else KNOWN_OPTIONS, backend)
-    _check_file(path, backend)
-    interpreter = (
-        _edgetpu_interpreter(path, options) if backend == "edgetpu" else _interpreter(path, options, [])
-    )
-    inputs = interpreter.get_input_details()
-    if len(inputs) != 1:
-        raise ModelError(
-            f"{path.name} has {len(inputs)} inputs; edgecv runs models with one image input",
-            "Export the detector with a single image input.",
+class TfliteSession:
+    """An allocated interpreter with its input and output tensor indices bound once."""
+
+    def __init__(
+        self, interpreter: Any, path: Path, options: Mapping[str, Any], delegates: Sequence[Any] = ()
+    ) -> None:
+        self.interpreter = interpreter
+        self.delegates = tuple(delegates)
+        detail = single_input(interpreter.get_input_details(), path)
+        self.input_index = int(detail["index"])
+        output_details = interpreter.get_output_details()
+        self.outputs = [_output(d) for d in output_details]
+        self.output_indices = [o.index for o in self.outputs]
+        input_spec = _tensor(detail)
+        normalized = options.get("boxes_normalized")
+        if normalized is None:
+            normalized = probe_boxes_normalized(self, input_spec)
+        self._spec = SessionSpec(
+            input=input_spec,
+            outputs=tuple(_tensor(d) for d in output_details),
+            metadata=read_metadata(path),
+            layout="NHWC",
+            boxes_normalized=normalized,
         )
-    session = TfliteSession(interpreter)
-    input_spec = _tensor(inputs[0])
-    outputs = tuple(_tensor(d) for d in interpreter.get_output_details())
-    normalized = options.get("boxes_normalized")
-    if normalized is None:
-        normalized = probe_boxes_normalized(session, input_spec)
-    return LoadedModel(
-        session=session,
-        input=input_spec,
-        outputs=outputs,
-        metadata=read_metadata(path),
-        layout="NHWC",
-        boxes_normalized=normalized,
-    )
+
+    @classmethod
+    def open(cls, path: Path, options: Mapping[str, Any]) -> TfliteSession:
+        """The ``tflite`` backend: the CPU interpreter (XNNPACK)."""
+        _check_options(options, KNOWN_OPTIONS, "tflite")
+        _check_file(path)
+        _refuse_edgetpu_model(path)
+        return cls(_interpreter(path, options, ()), path, options)
+
+    @classmethod
+    def open_edgetpu(cls, path: Path, options: Mapping[str, Any]) -> TfliteSession:
+        """The ``edgetpu`` backend: the interpreter with the Edge TPU delegate (or pycoral's)."""
+        _check_options(options, EDGETPU_OPTIONS, "edgetpu")
+        _check_file(path)
+        interpreter, delegates = _edgetpu_interpreter(path, options)
+        return cls(interpreter, path, options, delegates)
+
+    @property
+    def spec(self) -> SessionSpec:
+        return self._spec
+
+    def run(self, tensor: npt.NDArray[Any]) -> list[npt.NDArray[np.float32]]:
+        interpreter = self.interpreter
+        if interpreter is None:
+            raise BackendError("The TFLite model was closed", "Load the model again to run it.")
+        interpreter.set_tensor(self.input_index, tensor)
+        interpreter.invoke()
+        return [o.dequantize(interpreter.get_tensor(o.index)) for o in self.outputs]
+
+    @property
+    def bare(self) -> Callable[[npt.NDArray[Any]], object]:
+        interpreter, feed, indices = self.interpreter, self.input_index, self.output_indices
+
+        def run(tensor: npt.NDArray[Any]) -> object:
+            # What a hand-written TFLite script does: set, invoke, read the raw outputs.
+            interpreter.set_tensor(feed, tensor)
+            interpreter.invoke()
+            return [interpreter.get_tensor(index) for index in indices]
+
+        return run
+
+    def close(self) -> None:
+        """Drop the interpreter before its delegates: the Edge TPU is released when both are gone."""
+        self.interpreter = None
+        self.delegates = ()
 
 
 def probe_boxes_normalized(session: TfliteSession, tensor: TensorSpec) -> bool | None:

@@ -36,9 +36,10 @@ class TestNcnnConformance(BackendConformance):
 def test_discovered_through_its_entry_point() -> None:
     record = {r.name: r for r in plugins.plugin_records()}.get("ncnn")
     assert record is not None, "no 'ncnn' entry point in group 'edgecv'"
-    assert (record.distribution, record.module, record.backends) == (
+    assert (record.distribution, record.module, record.backends, record.exporters) == (
         "edgecv-ncnn",
         "edgecv_ncnn.plugin",
+        ("ncnn",),
         ("ncnn",),
     ), record
     assert record.ok, record.error

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import importlib.util
 import shutil
 from pathlib import Path
 
 import pytest
-from edgecv.testing.cli import assert_one_line_error, run_edgecv
 
 import edgecv
-from edgecv.errors import ConfigError, ModelError
+from edgecv import BackendError, ConfigError, ModelError, plugins
+from edgecv.testing.cli import assert_one_line_error, run_edgecv
 from edgecv_tflite import runtime
 
 
@@ -66,8 +67,22 @@ def test_edgetpu_availability_says_what_is_missing(tmp_path: Path) -> None:
 def test_edgetpu_delegate_seam_reports_a_missing_library(monkeypatch: pytest.MonkeyPatch) -> None:
     if runtime.find_edgetpu_library() is not None:
         pytest.skip("libedgetpu is installed here")
-    with pytest.raises(edgecv.errors.BackendError, match="Cannot open the Edge TPU device 'usb:0'"):
+    with pytest.raises(BackendError, match="Cannot open the Edge TPU device 'usb:0'"):
         runtime.load_edgetpu_delegate("usb:0")
+
+
+def test_edgetpu_backend_opens_through_the_edgetpu_path(models: Path, tmp_path: Path) -> None:
+    # The registered object's own ``open`` is the Edge TPU one: its options, its device check, its delegate.
+    backend = next(b for b in plugins.backends() if b.name == "edgetpu")
+    model = tmp_path / "yolov8n_full_integer_quant_edgetpu.tflite"
+    shutil.copyfile(models / "yolov8n_full_integer_quant.tflite", model)
+    with pytest.raises(ConfigError, match="Unknown edgetpu option"):
+        backend.open(model, {"providers": ["CPU"]})
+    with pytest.raises(ConfigError, match="Unknown Edge TPU device 'gpu:0'"):
+        backend.open(model, {"device": "gpu:0"})
+    if runtime.find_edgetpu_library() is None and importlib.util.find_spec("pycoral") is None:
+        with pytest.raises(BackendError, match="Cannot open the Edge TPU device 'usb:0'"):
+            backend.open(model, {"device": "usb:0"})
 
 
 def test_unknown_option_and_bad_threads(models: Path) -> None:

@@ -7,8 +7,9 @@ from typing import Any
 
 import pytest
 
+from edgecv.backend import imgsz_from_metadata
 from edgecv.names import COCO80
-from edgecv.spec import imgsz_from_metadata, names_from_metadata
+from edgecv.spec import names_from_metadata
 from edgecv.testing.reference import asset
 from edgecv_ncnn.metadata import MetadataError, dump, flatten, parse
 

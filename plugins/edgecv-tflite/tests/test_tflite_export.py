@@ -12,12 +12,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from edgecv.testing.cli import assert_one_line_error, run_edgecv
 
 import edgecv
-from edgecv.detections import Detections
-from edgecv.errors import BackendError, ConfigError, ModelError
+from edgecv import BackendError, ConfigError, Detections, ModelError
 from edgecv.images import read_image
+from edgecv.testing.cli import assert_one_line_error, run_edgecv
 from edgecv_tflite import export
 from edgecv_tflite.metadata import read_metadata
 

@@ -8,9 +8,9 @@ import sys
 from pathlib import Path
 
 import pytest
-from edgecv.testing.cli import assert_one_line_error, run_edgecv
 from ncnn_helpers import YOLO11, YOLOV8, exported, model_path
 
+from edgecv.testing.cli import assert_one_line_error, run_edgecv
 from edgecv.testing.reference import asset
 
 

@@ -1,4 +1,4 @@
-"""Shared by tests/ncnn: exports made once per test session, the SOURCES.md reference, the CLI.
+"""Shared by the edgecv-ncnn tests: exports made once per test session, the SOURCES.md reference, the CLI.
 
 Exports need pnnx; CI installs it (``pip install --no-deps pnnx``), so a missing pnnx FAILS these
 tests instead of skipping them: a skip would hide that the converter was never exercised.

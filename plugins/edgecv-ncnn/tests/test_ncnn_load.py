@@ -10,11 +10,19 @@ import pytest
 from ncnn_helpers import YOLO11, expected_from_sources, exported
 
 import edgecv
-from edgecv.errors import BackendError, ConfigError, ModelError
-from edgecv.images import read_image
+from edgecv.backend import (
+    BackendError,
+    ConfigError,
+    ModelError,
+    Session,
+    TensorSpec,
+    read_image,
+    stderr_silenced,
+)
 from edgecv.names import COCO80
 from edgecv.testing.reference import asset
 from edgecv_ncnn.paramfile import looks_like_model
+from edgecv_ncnn.session import NcnnSession
 
 # What Ultralytics' NCNN export writes next to model.ncnn.param / model.ncnn.bin (yaml.safe_dump),
 # here for YOLO11n at 320 with class 0 renamed, to prove the names come from this file.
@@ -161,6 +169,7 @@ def test_bad_options(
 
 def test_options_reach_ncnn(tmp_path_factory: pytest.TempPathFactory) -> None:
     model = edgecv.load(exported(tmp_path_factory, YOLO11), backend="ncnn", threads=1, light_mode=False)
+    assert isinstance(model.session, NcnnSession)
     opt = model.session.net.opt
     assert (opt.num_threads, opt.lightmode, opt.use_fp16_storage, opt.use_vulkan_compute) == (
         1,
@@ -169,13 +178,31 @@ def test_options_reach_ncnn(tmp_path_factory: pytest.TempPathFactory) -> None:
         False,
     )
     model = edgecv.load(exported(tmp_path_factory, YOLO11), backend="ncnn", fp16=True)
+    assert isinstance(model.session, NcnnSession)
     assert model.session.net.opt.use_fp16_arithmetic and model.session.net.opt.use_fp16_storage
+
+
+def test_session_protocol_and_close(tmp_path_factory: pytest.TempPathFactory, bus: np.ndarray) -> None:
+    folder = exported(tmp_path_factory, YOLO11)
+    session = NcnnSession.open(folder, {})
+    assert isinstance(session, Session)
+    assert session.spec.input == TensorSpec("in0", (1, 3, 320, 320), "float32")
+    assert [(o.name, o.shape) for o in session.spec.outputs] == [("out0", (1, 84, 2100))]
+    assert session.spec.layout == "NCHW" and session.spec.metadata["edgecv_format"] == "ncnn"
+    session.close()
+    session.close()  # closing twice is harmless
+    with pytest.raises(BackendError, match="The ncnn session is closed"):
+        session.run(np.zeros((1, 3, 320, 320), np.float32))
+    # Through the model: ``with`` closes the session, and a closed model fails with one line.
+    with edgecv.load(folder, backend="ncnn") as model:
+        assert model(bus).labels
+    with pytest.raises(BackendError) as info:
+        model(bus)
+    assert "The ncnn session is closed" in str(info.value) and "\n" not in str(info.value)
 
 
 def test_vulkan_only_with_a_device(tmp_path_factory: pytest.TempPathFactory, bus: np.ndarray) -> None:
     import ncnn
-
-    from edgecv.native_output import stderr_silenced
 
     with stderr_silenced():
         devices = ncnn.get_gpu_count()
@@ -187,5 +214,6 @@ def test_vulkan_only_with_a_device(tmp_path_factory: pytest.TempPathFactory, bus
         assert "\n" not in str(info.value)
     else:
         model = edgecv.load(folder, backend="ncnn", vulkan=True, conf=0.25, iou=0.45)
+        assert isinstance(model.session, NcnnSession)
         assert model.session.net.opt.use_vulkan_compute
         assert model(bus).labels == [label for label, _ in expected_from_sources(YOLO11)]

@@ -14,7 +14,7 @@ import pytest
 from ncnn_helpers import RAW_ATOL, RAW_RTOL, YOLO11, YOLOV8, expected_from_sources, exported, model_path
 
 import edgecv
-from edgecv.images import read_image
+from edgecv.backend import read_image
 from edgecv.testing.reference import asset, onnxruntime_outputs, raw_diff
 
 MODELS = [YOLOV8, YOLO11]
@@ -88,6 +88,9 @@ def test_bare_infer_is_the_same_computation(
     bare = model.bare_infer()(tensor)
     assert isinstance(bare, list) and len(bare) == 1
     np.testing.assert_array_equal(np.array(bare[0])[None], model.infer(tensor)[0])
+    again = model.session.bare(tensor)  # the same call, straight from the session
+    assert isinstance(again, list) and len(again) == 1
+    np.testing.assert_array_equal(np.array(again[0]), np.array(bare[0]))
 
 
 def test_threads_do_not_change_results(tmp_path_factory: pytest.TempPathFactory, bus: np.ndarray) -> None:

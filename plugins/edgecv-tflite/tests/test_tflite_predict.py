@@ -15,11 +15,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from edgecv.testing.cli import run_edgecv
 from tflite_helpers import TFLITE_MODELS, expected_detections
 
 import edgecv
+from edgecv.testing.cli import run_edgecv
 from edgecv_tflite.metadata import find_metadata_file, parse_simple_yaml, read_metadata
+from edgecv_tflite.session import TfliteSession
 
 SCORE_TOL = {"int8": 0.02, "full_integer_quant": 0.01}
 
@@ -62,6 +63,14 @@ def test_load_describes_the_model(models: Path, model_file: str) -> None:
     assert [o.dtype for o in outputs] == [np.float32] and outputs[0].shape == (1, 84, 8400)
     raw = model.bare_infer()(tensor)
     assert isinstance(raw, list) and raw[0].dtype == np.dtype(spec.outputs[0].dtype)
+    # model.session is the plugin's own session; closed, it refuses to run with a typed error.
+    session = model.session
+    assert isinstance(session, TfliteSession) and session.spec.layout == "NHWC"
+    assert session.spec.boxes_normalized is True and session.spec.outputs == spec.outputs
+    model.close()
+    assert session.interpreter is None and session.delegates == ()
+    with pytest.raises(edgecv.BackendError, match="The TFLite model was closed"):
+        model.infer(tensor)
 
 
 def test_full_integer_quantization_comes_from_the_tensors(models: Path) -> None:

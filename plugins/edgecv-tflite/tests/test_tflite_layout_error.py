@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 import pytest
+
 from edgecv.testing.cli import assert_one_line_error, run_edgecv
 
 BUILD = """

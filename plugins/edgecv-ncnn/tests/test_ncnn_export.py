@@ -11,13 +11,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from edgecv.testing.cli import run_edgecv
 from ncnn_helpers import YOLO11, YOLOV8, exported, model_path
 
 import edgecv
-from edgecv.errors import BackendError, ConfigError, ModelError
-from edgecv.images import iter_image_files, read_image
+from edgecv.backend import BackendError, ConfigError, ModelError, read_image
+from edgecv.images import iter_image_files
 from edgecv.names import COCO80
+from edgecv.testing.cli import run_edgecv
 from edgecv.testing.reference import asset
 from edgecv_ncnn import export
 from edgecv_ncnn.metadata import parse

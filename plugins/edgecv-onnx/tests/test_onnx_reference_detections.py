@@ -1,7 +1,7 @@
 """edgecv + ONNX Runtime on bus.jpg against SOURCES.md and an independent reference implementation.
 
 Labels (in score order) and scores come from the "Check results" table of shared/assets/SOURCES.md;
-boxes must agree within 1 px with ``tests/reference_impl.py``, which shares no code with edgecv.
+boxes must agree within 1 px with ``onnx_reference_impl.py``, which shares no code with edgecv.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-import reference_impl
+import onnx_reference_impl as reference_impl
 
 import edgecv
 

@@ -22,8 +22,7 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 
-from edgecv import plugins, registry
-from edgecv.model import Model
+from edgecv import Model, plugins, registry
 from edgecv.testing import BackendConformance, reference_model
 from edgecv.testing.reference import onnxruntime_outputs
 
@@ -66,9 +65,22 @@ class TestTfliteConformance(BackendConformance):
 def test_discovered_through_its_entry_point() -> None:
     record = {r.name: r for r in plugins.plugin_records()}.get("tflite")
     assert record is not None, "no 'tflite' entry point in group 'edgecv'"
-    assert (record.distribution, record.module, record.backends) == (
+    assert (record.distribution, record.module, record.backends, record.exporters) == (
         "edgecv-tflite",
         "edgecv_tflite.plugin",
         ("tflite", "edgetpu"),
+        ("tflite",),
     ), record
     assert record.ok, record.error
+
+
+def test_edgetpu_backend_takes_only_compiled_files(models: Path, tmp_path: Path) -> None:
+    backends = {b.name: b for b in plugins.backends() if b.plugin == "tflite"}
+    cpu, edgetpu = backends["tflite"], backends["edgetpu"]
+    assert (cpu.priority, cpu.formats, edgetpu.priority) == (30, (".tflite",), 60)
+    compiled = tmp_path / "yolov8n_full_integer_quant_edgetpu.tflite"
+    compiled.write_bytes((models / "yolov8n_full_integer_quant.tflite").read_bytes())
+    assert cpu.accepts_path(models / MODEL) and cpu.accepts_path(compiled)
+    assert edgetpu.accepts_path(compiled)
+    assert not edgetpu.accepts_path(models / MODEL)
+    assert not edgetpu.accepts_path(tmp_path / "missing_edgetpu.tflite")  # a file, not a name

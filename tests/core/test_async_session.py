@@ -1,0 +1,151 @@
+"""``Model.submit`` keeps several frames in flight on a session with ``submit`` (an ``AsyncSession``).
+
+The asynchronous session here is the real ONNX Runtime session of the onnx backend with a worker
+thread in front, as an accelerator's queue would be; a gate holds the worker so that the test
+sees the frames really queued before any runs.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import pytest
+
+import edgecv
+from edgecv.backend import AsyncSession, Backend, Outputs, Session, SessionSpec, hookimpl
+from edgecv.images import read_image
+
+
+class QueuedSession:
+    """A real session behind a one-thread queue; ``gate`` holds the queue until the test opens it."""
+
+    def __init__(self, inner: Session) -> None:
+        self.inner = inner
+        self.gate = threading.Event()
+        self.submitted = 0
+        self.fail_next = False
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fake-accelerator")
+
+    @property
+    def spec(self) -> SessionSpec:
+        return self.inner.spec
+
+    def run(self, tensor: npt.NDArray[Any]) -> Outputs:
+        return self.inner.run(tensor)
+
+    @property
+    def bare(self) -> Callable[[npt.NDArray[Any]], object]:
+        return self.inner.bare
+
+    def submit(self, tensor: npt.NDArray[Any]) -> Future[Outputs]:
+        self.submitted += 1
+        fail, self.fail_next = self.fail_next, False
+
+        def job() -> Outputs:
+            self.gate.wait(30)
+            if fail:
+                raise RuntimeError("device lost the frame")
+            return self.inner.run(tensor)
+
+        return self._pool.submit(job)
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True)
+        self.inner.close()
+
+
+class QueuedBackend:
+    def __init__(self) -> None:
+        self.sessions: list[QueuedSession] = []
+
+    def open(self, path: Path, options: Mapping[str, Any]) -> Session:
+        onnx = next(b for b in edgecv.plugins.backends() if b.name == "onnx")
+        session = QueuedSession(onnx.open(path, options))
+        self.sessions.append(session)
+        return session
+
+    @hookimpl
+    def edgecv_register_backends(self, register: Callable[[Backend], None]) -> None:
+        register(Backend(name="queued-onnx", open=self.open, formats=(".onnx",), priority=-1))
+
+
+class TimesInference:
+    """A plugin that wraps ``edgecv_infer``: the synchronous path, so it sees every frame."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    @hookimpl(hookwrapper=True)
+    def edgecv_infer(self, spec: Any, session: Any, tensor: Any) -> Iterator[None]:
+        self.calls += 1
+        yield
+
+
+@pytest.fixture
+def queued(fresh_plugins: ModuleType, models: Path) -> Iterator[tuple[edgecv.Model, QueuedSession]]:
+    backend = QueuedBackend()
+    fresh_plugins.register(backend, name="queued")
+    model = edgecv.load(models / "yolo11n_320_fp32_dequant.onnx", backend="queued-onnx")
+    session = backend.sessions[-1]
+    yield model, session
+    session.gate.set()
+    model.close()
+
+
+def test_frames_are_in_flight_together_and_match_the_synchronous_pipeline(
+    queued: tuple[edgecv.Model, QueuedSession], bus_path: Path, zidane_path: Path
+) -> None:
+    model, session = queued
+    assert isinstance(model.session, AsyncSession)
+    images = [read_image(bus_path), read_image(zidane_path), read_image(bus_path)]
+    futures = [model.submit(image, source=f"frame{i}") for i, image in enumerate(images)]
+    assert session.submitted == 3
+    assert not any(f.done() for f in futures), "submit waited for the device"
+    session.gate.set()
+    results = [f.result(timeout=60) for f in futures]
+    for image, result, index in zip(images, results, range(3), strict=True):
+        expected = model.predict(image)
+        assert result.labels == expected.labels and len(result) > 0
+        np.testing.assert_allclose(result.boxes, expected.boxes, atol=1e-4)
+        assert result.source == f"frame{index}"
+        assert result.timings is not None and result.timings.infer > 0
+
+
+def test_a_failed_frame_fails_its_future_only(
+    queued: tuple[edgecv.Model, QueuedSession], bus_path: Path
+) -> None:
+    model, session = queued
+    image = read_image(bus_path)
+    session.fail_next = True
+    failed = model.submit(image)
+    fine = model.submit(image)
+    session.gate.set()
+    with pytest.raises(RuntimeError, match="device lost the frame"):
+        failed.result(timeout=60)
+    assert fine.result(timeout=60).labels == model.predict(image).labels
+
+
+def test_a_plugin_wrapping_infer_gets_the_synchronous_path(
+    fresh_plugins: ModuleType, queued: tuple[edgecv.Model, QueuedSession], bus_path: Path
+) -> None:
+    model, session = queued
+    wrapper = TimesInference()
+    fresh_plugins.register(wrapper, name="times-inference")
+    session.gate.set()
+    future = model.submit(read_image(bus_path))
+    assert future.done() and wrapper.calls == 1 and session.submitted == 0
+    assert len(future.result()) == 5
+
+
+def test_a_synchronous_session_returns_a_finished_future(models: Path, bus_path: Path) -> None:
+    model = edgecv.load(models / "yolo11n_320_fp32_dequant.onnx", backend="onnx")
+    assert not isinstance(model.session, AsyncSession)
+    future = model.submit(read_image(bus_path))
+    assert future.done() and future.result().labels == model(bus_path).labels
