@@ -15,6 +15,7 @@ from pathlib import Path
 
 import cv2
 import pytest
+
 from edgecv.testing.cli import assert_one_line_error, run_edgecv
 
 
@@ -43,7 +44,8 @@ def test_json_lines_one_per_frame_with_detections(video: Path, model_path: Path)
     people = [sum(d["label"] == "person" for d in f["detections"]) for f in frames]  # type: ignore[union-attr]
     assert min(people) >= 3, people  # the scene always shows several pedestrians
     first = frames[0]
-    assert set(first) >= {"frame", "timestamp", "latency_ms", "infer_ms", "fps", "detections"}
+    assert set(first) >= {"source", "frame", "timestamp", "latency_ms", "infer_ms", "fps", "detections"}
+    assert {f["source"] for f in frames} == {str(video)}
     assert "100 processed, 100 inferred, 0 dropped" in result.stderr
 
 

@@ -25,6 +25,7 @@ class CollectingSink:
         self.refuse = refuse
         self.received: dict[str, Event] = {}
         self.lock = threading.Lock()
+        self.closed = False
 
     def send(self, events: Sequence[Event]) -> None:
         with self.lock:
@@ -34,7 +35,7 @@ class CollectingSink:
             self.received.update({e.id: e for e in events})
 
     def close(self) -> None:
-        pass
+        self.closed = True
 
 
 class EventRecorder:
@@ -63,7 +64,8 @@ def test_new_tracks_are_logged_reported_and_synced(models: Path, assets: Path, t
         )
         results: list[Any] = list(runtime.results())
         stats = runtime.stats
-        remaining = store.stats().pending
+        remaining = store.stats().pending  # the caller's store stays open after the run
+    assert not sink.closed  # and so does the caller's sink
     written = [e for batch in recorder.batches for e in batch]
     track_ids = {d.track_id for r in results if r.inferred for d in r.detections if d.label == "person"}
     assert {e.track_id for e in written} == track_ids  # one event per person track, no more

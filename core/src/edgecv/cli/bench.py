@@ -178,10 +178,10 @@ def _bench_video(
     from pathlib import Path
 
     import edgecv
-    from edgecv.bench.video import format_video_report, video_throughput
     from edgecv.cli.options import backend_options
     from edgecv.errors import ConfigError, ImageError
     from edgecv.registry import DEFAULT_MODEL
+    from edgecv.runtime.throughput import format_video_report, video_throughput
 
     if len(models) > 1 or len(backends) > 1:
         raise ConfigError("--video measures one model on one backend", "Pass a single --model and --backend.")

@@ -2,11 +2,63 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, TypeVar
 
 import click
 
 from edgecv.cli.options import backend_options, model_options, parse_class_ids
+
+if TYPE_CHECKING:
+    from contextlib import ExitStack
+
+    from edgecv.events.policy import EventPolicy
+    from edgecv.model import Model
+    from edgecv.runtime.loop import RunConfig, Runtime
+    from edgecv.runtime.outputs import WindowOutput
+    from edgecv.runtime.stats import RunStats
+    from edgecv.runtime.thermal import ThermalGovernor
+
+
+class _Output(Protocol):
+    def close(self) -> None: ...
+
+
+OutputT = TypeVar("OutputT", bound=_Output)
+
+
+class RunOptions(NamedTuple):
+    """``edgecv run``'s options, as click parsed them."""
+
+    source: str
+    model: str | None
+    backend: str
+    imgsz: int | None
+    arch: str | None
+    names: str | None
+    threads: int | None
+    conf: float
+    iou: float
+    classes: str | None
+    skip: int
+    track: bool
+    as_json: bool
+    save: str | None
+    show: bool
+    max_frames: int | None
+    duration: float | None
+    realtime: bool
+    events_db: str | None
+    event_classes: str | None
+    event_min_score: float
+    event_new_tracks: bool
+    event_zone: str | None
+    retention_rows: int
+    retention_mb: float | None
+    sync_url: str | None
+    thermal: str
+    stall_timeout: float
+    stats_json: str | None
 
 
 @click.command("run")
@@ -66,124 +118,128 @@ from edgecv.cli.options import backend_options, model_options, parse_class_ids
     help="Watchdog: restart a source or model silent for this many seconds.",
 )
 @click.option("--stats-json", default=None, help="Also write the final statistics as JSON to this file.")
-def run_command(
-    source: str,
-    model: str | None,
-    backend: str,
-    imgsz: int | None,
-    arch: str | None,
-    names: str | None,
-    threads: int | None,
-    conf: float,
-    iou: float,
-    classes: str | None,
-    skip: int,
-    track: bool,
-    as_json: bool,
-    save: str | None,
-    show: bool,
-    max_frames: int | None,
-    duration: float | None,
-    realtime: bool,
-    events_db: str | None,
-    event_classes: str | None,
-    event_min_score: float,
-    event_new_tracks: bool,
-    event_zone: str | None,
-    retention_rows: int,
-    retention_mb: float | None,
-    sync_url: str | None,
-    thermal: str,
-    stall_timeout: float,
-    stats_json: str | None,
-) -> None:
+def run_command(**options: Any) -> None:
     """Run a detector on SOURCE: a video file, camera index, /dev/video*, RTSP/HTTP URL or GStreamer
     pipeline, until it ends, a limit is reached, or Ctrl-C / SIGTERM (SIGUSR1 prints statistics)."""
+    import contextlib
+
+    from edgecv.runtime.loop import Runtime
+    from edgecv.runtime.sources import open_source
+
+    opts = RunOptions(**options)
+    classes = parse_class_ids(opts.classes)
+    config, policy, governor = _run_config(opts), _event_policy(opts), _governor(opts)
+    started: list[Runtime] = []  # the window's q / Esc stops the runtime once there is one
+    with contextlib.ExitStack() as stack:
+        outputs: list[object] = []
+        if opts.show:  # before anything is opened: no display is the most likely mistake
+            outputs.append(_closed_by(stack, _window(lambda: started[0].stop() if started else None)))
+        # Started here: fails fast on a bad source, before the model loads, and tells the frame rate.
+        source = stack.enter_context(open_source(opts.source, realtime=opts.realtime))
+        model = stack.enter_context(_load_model(opts, classes))
+        outputs += _outputs(opts, source.fps, stack)
+        runtime = stack.enter_context(
+            Runtime(
+                model,
+                source,
+                config,
+                events=opts.events_db,
+                event_policy=policy,
+                sink=opts.sync_url,
+                thermal=governor,
+                plugins=outputs,
+            )
+        )
+        started.append(runtime)
+        runtime.install_signal_handlers()
+        stats = runtime.run()
+    _report(opts, stats)
+
+
+def _run_config(opts: RunOptions) -> RunConfig:
+    from edgecv.errors import ConfigError
+    from edgecv.runtime.loop import RunConfig
+
+    if opts.sync_url and not opts.events_db:
+        raise ConfigError("--sync needs an event log to send from", "Add --events events.db.")
+    if (opts.event_new_tracks or opts.event_zone) and not opts.track:
+        raise ConfigError("--event-new-tracks and --event-zone follow track ids", "Add --track.")
+    return RunConfig(
+        skip=opts.skip,
+        track=opts.track,
+        max_frames=opts.max_frames,
+        duration_s=opts.duration,
+        stall_timeout_s=opts.stall_timeout,
+        event_max_rows=opts.retention_rows,
+        event_max_mb=opts.retention_mb,
+    )
+
+
+def _event_policy(opts: RunOptions) -> EventPolicy:
+    from edgecv.events.policy import EventPolicy
+
+    return EventPolicy.parse(opts.event_classes, opts.event_min_score, opts.event_new_tracks, opts.event_zone)
+
+
+def _governor(opts: RunOptions) -> ThermalGovernor | bool:
+    from edgecv.runtime.thermal import ThermalGovernor, parse_policy
+
+    policy = parse_policy(opts.thermal)
+    return ThermalGovernor(policy) if policy is not None else False
+
+
+def _load_model(opts: RunOptions, classes: tuple[int, ...] | None) -> Model:
+    import edgecv
+    from edgecv.registry import DEFAULT_MODEL
+
+    return edgecv.load(
+        opts.model or DEFAULT_MODEL,
+        opts.backend,
+        arch=opts.arch,
+        imgsz=opts.imgsz,
+        names=opts.names,
+        conf=opts.conf,
+        iou=opts.iou,
+        classes=classes,
+        **backend_options(opts.threads),
+    )
+
+
+def _window(stop: Callable[[], None]) -> WindowOutput:
+    from edgecv.runtime.outputs import WindowOutput
+
+    return WindowOutput(stop)
+
+
+def _outputs(opts: RunOptions, fps: float | None, stack: ExitStack) -> list[object]:
+    """The result outputs (each closed by ``stack``); the saved video keeps the source's rate."""
+    from edgecv.runtime.outputs import JsonLinesOutput, StatusLineOutput, VideoOutput
+
+    outputs: list[object] = []
+    if opts.as_json:
+        outputs.append(_closed_by(stack, JsonLinesOutput()))
+    if opts.save:
+        outputs.append(_closed_by(stack, VideoOutput(opts.save, fps)))
+    if not (opts.as_json or opts.save or opts.show):
+        outputs.append(_closed_by(stack, StatusLineOutput()))
+    return outputs
+
+
+def _closed_by(stack: ExitStack, output: OutputT) -> OutputT:
+    """``output``, closed by ``stack`` (after a failure or Ctrl-C too: a saved video stays playable)."""
+    stack.callback(output.close)
+    return output
+
+
+def _report(opts: RunOptions, stats: RunStats) -> None:
     import json
     from pathlib import Path
 
-    import edgecv
-    from edgecv.errors import ConfigError
-    from edgecv.events.policy import EventPolicy
     from edgecv.files import atomic_target
-    from edgecv.registry import DEFAULT_MODEL
-    from edgecv.runtime.loop import RunConfig, Runtime
-    from edgecv.runtime.outputs import JsonLinesOutput, StatusLineOutput, VideoOutput, WindowOutput
-    from edgecv.runtime.sources import open_source
-    from edgecv.runtime.thermal import ThermalGovernor, parse_policy
 
-    class_ids = parse_class_ids(classes)
-    if sync_url and not events_db:
-        raise ConfigError("--sync needs an event log to send from", "Add --events events.db.")
-    if (event_new_tracks or event_zone) and not track:
-        raise ConfigError("--event-new-tracks and --event-zone follow track ids", "Add --track.")
-    policy = EventPolicy.parse(event_classes, event_min_score, event_new_tracks, event_zone)
-    thermal_policy = parse_policy(thermal)
-    governor = ThermalGovernor(thermal_policy) if thermal_policy is not None else False
-    outputs: list[Any] = []
-    runtime: Runtime | None = None
-    if show:  # before anything is opened: no display is the most likely mistake
-        outputs.append(WindowOutput(lambda: runtime.stop() if runtime is not None else None))
-    video_source = open_source(source, realtime=realtime)
-    store = None
-    sink = None
-    try:
-        if events_db:
-            from edgecv.events.store import EventStore
-
-            store = EventStore(events_db, max_rows=retention_rows, max_mb=retention_mb)
-        if sync_url:
-            from edgecv.events.sinks import open_sink
-
-            sink = open_sink(sync_url)
-        video_source.start()  # fails fast on a bad source, and tells the video's frame rate
-        loaded = edgecv.load(
-            model or DEFAULT_MODEL,
-            backend,
-            arch=arch,
-            imgsz=imgsz,
-            names=names,
-            conf=conf,
-            iou=iou,
-            classes=class_ids,
-            **backend_options(threads),
-        )
-        if as_json:
-            outputs.append(JsonLinesOutput())
-        if save:
-            outputs.append(VideoOutput(save, video_source.fps))
-        runtime = Runtime(
-            loaded,
-            video_source,
-            RunConfig(
-                skip=skip,
-                track=track,
-                max_frames=max_frames,
-                duration_s=duration,
-                stall_timeout_s=stall_timeout,
-            ),
-            events=store,
-            event_policy=policy,
-            sink=sink,
-            thermal=governor,
-            plugins=outputs,
-        )
-        if not (as_json or save or show):
-            outputs.append(StatusLineOutput())
-            runtime.add_plugin(outputs[-1])
-        runtime.install_signal_handlers()
-        stats = runtime.run()
-    finally:
-        video_source.close()
-        for output in outputs:
-            output.close()
-        if sink is not None:
-            sink.close()
-        if store is not None:
-            store.close()
     click.echo(stats.format(), err=True)
-    if save:
-        click.echo(f"annotated video: {save}", err=True)
-    if stats_json:
-        with atomic_target(Path(stats_json)) as partial:
+    if opts.save:
+        click.echo(f"annotated video: {opts.save}", err=True)
+    if opts.stats_json:
+        with atomic_target(Path(opts.stats_json)) as partial:
             partial.write_text(json.dumps(stats.to_dict(), indent=2) + "\n")

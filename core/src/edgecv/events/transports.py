@@ -1,4 +1,7 @@
-"""Where synced events go: an HTTP endpoint or an MQTT broker (plugins add others).
+"""The core's transports for synced events: an HTTP endpoint or an MQTT broker (plugins add others).
+
+``edgecv.events.sinks`` is the public face (``open_sink`` and these names); this module is
+imported only when a run syncs (urllib, paho).
 
 A sink's ``send(batch)`` returns only once the receiver acknowledged every event of the batch
 (HTTP: a 2xx answer; MQTT: a PUBACK per message) and raises ``SyncError`` otherwise, so the
@@ -50,7 +53,7 @@ class EventSink(Protocol):
     def close(self) -> None: ...
 
 
-def _public_name(parts: SplitResult) -> str:
+def public_name(parts: SplitResult) -> str:
     """``parts`` as a URL without user, password or query (which may hold a token)."""
     return urlunsplit((parts.scheme, parts.netloc.rpartition("@")[2], parts.path, "", ""))
 
@@ -96,7 +99,7 @@ class HttpSink:
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ConfigError(f"Not an HTTP sync URL: {url!r}", "use http(s)://host[:port]/path")
         port = _port(parts, url)
-        self.name = _public_name(parts)
+        self.name = public_name(parts)
         self.timeout_s = timeout_s
         self._headers = {
             "Content-Type": "application/json",
@@ -185,10 +188,10 @@ class MqttSink:
         topic = unquote(parts.path.lstrip("/"))
         if not topic or "#" in url or "+" in topic or parts.query:  # urlsplit reads "#" as a fragment
             raise ConfigError(
-                f"MQTT sync URL {_public_name(parts)!r} needs a topic without wildcards or query",
+                f"MQTT sync URL {public_name(parts)!r} needs a topic without wildcards or query",
                 "use mqtt://host/edgecv/events",
             )
-        self.name = _public_name(parts)
+        self.name = public_name(parts)
         self.topic = topic
         self.timeout_s = timeout_s
         self._host = parts.hostname
@@ -308,8 +311,8 @@ _OPTIONS = {"http": {"timeout_s", "headers"}, "mqtt": {"timeout_s", "client_id"}
 def core_sink(url: str, options: Mapping[str, Any]) -> EventSink | None:
     """The core's sinks: ``http(s)://`` → ``HttpSink``, ``mqtt(s)://`` → ``MqttSink``.
 
-    Reached through ``edgecv.defaults.edgecv_event_sink`` (``trylast``), which imports this module
-    only when a run syncs.
+    Reached through ``edgecv.runtime.defaults.edgecv_event_sink`` (``trylast``), which imports this
+    module only when a run syncs.
     """
     scheme = urlsplit(url).scheme.lower()
     family = {"http": "http", "https": "http", "mqtt": "mqtt", "mqtts": "mqtt"}.get(scheme)
@@ -324,16 +327,3 @@ def core_sink(url: str, options: Mapping[str, Any]) -> EventSink | None:
     if family == "http":
         return HttpSink(url, **options)
     return MqttSink(url, **options)
-
-
-def open_sink(url: str, options: Mapping[str, Any] | None = None) -> EventSink:
-    """The sink for ``url`` from the first plugin that provides one (the core's last)."""
-    from edgecv.plugins import plugin_manager
-
-    sink: EventSink | None = plugin_manager().hook.edgecv_event_sink(url=url, options=dict(options or {}))
-    if sink is None:
-        shown = _public_name(urlsplit(url)) if "://" in url else url
-        raise ConfigError(
-            f"No sink for {shown!r}: use http(s):// or mqtt:// or install a plugin that provides it"
-        )
-    return sink

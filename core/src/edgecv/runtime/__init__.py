@@ -2,5 +2,7 @@
 
 ``edgecv.Runtime`` / ``edgecv.RunConfig`` / ``edgecv.FrameResult`` are the public names; the
 submodules are ``sources`` (capture threads), ``tracker`` (ByteTrack-style), ``thermal``
-(sensor + policy), ``inference`` (the watched model thread), ``loop``, ``outputs`` and ``stats``.
+(sensor + policy), ``inference`` (the watched model thread), ``loop``, ``outputs``, ``stats``,
+``hookspecs`` / ``defaults`` / ``observers`` (the service's hooks, its ``trylast``
+implementations, and each run's own plugin manager) and ``throughput`` (``edgecv bench --video``).
 """

@@ -2,32 +2,37 @@
 
 One thread reads the source (``sources``), one runs the model (``inference``), and the caller's
 thread runs this loop: it decides which frames to infer (``--skip`` and the thermal throttle),
-carries boxes across the others with the tracker, writes events and calls the hooks. A watchdog
-check on every iteration restarts a stalled source or inference.
+carries boxes across the others with the tracker, hands them to the ``EventPipeline`` and calls
+the hooks on the run's own plugin manager (``observers``). A watchdog check on every iteration
+restarts a stalled source or inference.
 """
 
 from __future__ import annotations
 
 import collections
+import contextlib
+import inspect
 import logging
 import math
+import os
 import signal
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
-from types import FrameType
+from collections.abc import Callable, Generator, Iterator, Sequence
+from types import FrameType, TracebackType
 from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from edgecv import plugins
 from edgecv.detections import Detections
-from edgecv.errors import EdgecvError
+from edgecv.errors import ConfigError, EdgecvError
 from edgecv.events.model import Event
-from edgecv.events.policy import EventPolicy, EventSelector
+from edgecv.events.pipeline import EventPipeline
+from edgecv.events.policy import EventPolicy
 from edgecv.model import Model
 from edgecv.runtime.inference import InferenceStalled, InferenceWorker
+from edgecv.runtime.observers import run_manager
 from edgecv.runtime.results import FrameResult
 from edgecv.runtime.sources import EndOfStream, Frame, FrameSource, open_source
 from edgecv.runtime.stats import RunStats
@@ -37,7 +42,6 @@ from edgecv.runtime.tracker import ByteTracker, TrackerConfig
 if TYPE_CHECKING:  # sqlite3 and urllib are imported only by runs that log or sync events
     from edgecv.events.sinks import EventSink
     from edgecv.events.store import EventStore
-    from edgecv.events.sync import Syncer
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +70,10 @@ class RunConfig:
     """Inference errors in a row before the run gives up."""
     event_flush_s: float = attrs.field(default=0.5, validator=_positive)
     event_batch: int = attrs.field(default=256, validator=_positive)
+    event_max_rows: int | None = attrs.field(default=100_000, validator=_positive)
+    """Retention of an event log the runtime opens from a path: unsynced events kept at most."""
+    event_max_mb: float | None = attrs.field(default=None, validator=_positive)
+    """Retention of an event log the runtime opens from a path: its size limit."""
 
 
 class _RollingFps:
@@ -85,30 +93,60 @@ class _RollingFps:
 class Runtime:
     """Runs ``model`` on a video source until it ends, a limit is reached, or ``stop()`` is called.
 
-    ``thermal`` is a ``ThermalGovernor``, ``True`` for the default 75/85 °C policy on the
-    hottest sensor, or ``False`` for none. ``plugins`` are objects with ``edgecv_on_*`` hookimpls
-    (results, events, throttle, restart), registered for the duration of the run. Iterate
-    ``results()`` to get each ``FrameResult``, or call ``run()`` to drive the loop and get the
-    ``RunStats``.
+    Whoever opens closes: ``source`` given as a path, URL or camera index is opened here and
+    closed by the runtime; a ``FrameSource`` stays the caller's. Likewise ``events`` (an event log
+    path, or the caller's ``EventStore``) and ``sink`` (a URL for ``open_sink``, or the caller's
+    ``EventSink``; it needs ``events``). ``thermal`` is a ``ThermalGovernor``, ``True`` for the
+    default 75/85 °C policy on the hottest sensor, or ``False`` for none. ``plugins`` are objects
+    with ``edgecv_on_*`` hookimpls (results, events, throttle, restart): they and the plugins
+    registered process-wide observe this runtime's frames only.
+
+    Iterate ``results()`` to get each ``FrameResult``, or call ``run()`` to drive the loop and get
+    the ``RunStats``. A runtime runs once: the end of the run closes what it opened. Use it as a
+    context manager (or call ``close()``) so that this also happens when it never ran or the
+    iteration was abandoned.
     """
 
     def __init__(
         self,
         model: Model,
-        source: FrameSource | str | int,
+        source: FrameSource | str | int | os.PathLike[str],
         config: RunConfig | None = None,
         *,
-        events: EventStore | None = None,
+        events: EventStore | str | os.PathLike[str] | None = None,
         event_policy: EventPolicy | None = None,
-        sink: EventSink | None = None,
+        sink: EventSink | str | None = None,
         thermal: ThermalGovernor | bool = True,
         plugins: Sequence[object] = (),
         realtime: bool = False,
     ) -> None:
+        if sink is not None and events is None:
+            raise ConfigError("An event sink needs an event log to send from", "Pass events= too.")
         self.model = model
-        self.source = source if isinstance(source, FrameSource) else open_source(source, realtime=realtime)
         self.config = config or RunConfig()
-        self.events = events
+        with contextlib.ExitStack() as opened:
+            if isinstance(source, FrameSource):
+                self.source = source
+            else:
+                spec = source if isinstance(source, (str, int)) else os.fspath(source)
+                self.source = open_source(spec, realtime=realtime)
+                opened.callback(self.source.close)
+            self.events: EventPipeline | None = None
+            if events is not None:
+                self.events = opened.enter_context(
+                    EventPipeline(
+                        events,
+                        model=model.spec.path.name,
+                        source=self.source.name,
+                        policy=event_policy,
+                        sink=sink,
+                        max_rows=self.config.event_max_rows,
+                        max_mb=self.config.event_max_mb,
+                        flush_s=self.config.event_flush_s,
+                        batch=self.config.event_batch,
+                    )
+                )
+            self._owned = opened.pop_all()  # closed in reverse: the event pipeline, then the source
         # True: the default policy on whatever sensor exists; False: no throttling.
         self.governor = ThermalGovernor() if thermal is True else thermal or None
         self.stats = RunStats()
@@ -122,19 +160,6 @@ class Runtime:
             if self._tracker is not None
             else None
         )
-        self._selector = (
-            EventSelector(event_policy or EventPolicy(), model.spec.path.name, self.source.name)
-            if events is not None
-            else None
-        )
-        self._syncer: Syncer | None = None
-        if events is not None and sink is not None:
-            from edgecv.events.sync import Syncer
-
-            # It logs going offline and back (one warning line in the CLI); events stay queued.
-            self._syncer = Syncer(events, sink)
-        self._pending_events: list[Event] = []
-        self._last_flush = time.monotonic()
         self._last_detections: Detections | None = None
         self._throttle = ThrottleState(1.0, False, None, None, "not read yet")
         self._since_inference = 0
@@ -142,11 +167,14 @@ class Runtime:
         self._worker: InferenceWorker | None = None
         self._last_restart = 0.0
         self._seen_reconnects = 0
+        self._run: Generator[FrameResult, None, None] | None = None
+        self._closed = False
 
     # --- control -----------------------------------------------------------------------------
 
     def add_plugin(self, plugin: object) -> None:
-        """Register ``plugin`` (hookimpls) for the next run, e.g. an output that needs ``stop``."""
+        """Add ``plugin`` (hookimpls) to this runtime's observers before it runs, e.g. an output that
+        needs ``stop``."""
         self._plugins.append(plugin)
 
     def stop(self) -> None:
@@ -170,7 +198,8 @@ class Runtime:
             self.stop()
 
         def report(signum: int, frame: FrameType | None) -> None:
-            self._refresh_stats()
+            if not self._closed:  # after the run the statistics are final
+                self._refresh_stats()
             (on_stats or (lambda s: print(s.format(), file=sys.stderr, flush=True)))(self.stats)
 
         signal.signal(signal.SIGINT, stop)
@@ -183,20 +212,51 @@ class Runtime:
             pass
         return self.stats
 
+    def close(self) -> None:
+        """Stop, and close what this runtime opened (event log and sink, source). Safe to call twice.
+
+        Called from the thread that runs the loop (or after it). From another thread it only asks
+        the loop to stop, and the loop closes at its end.
+        """
+        run = self._run
+        if run is not None and inspect.getgeneratorstate(run) == inspect.GEN_RUNNING:
+            self.stop()
+            return
+        if self._closed:
+            return
+        self._closed = True
+        self._stop.set()
+        self._run = None
+        with self._owned:
+            if run is not None:
+                run.close()  # an abandoned results(): its finally ends the run (flush, sync)
+
+    def __enter__(self) -> Runtime:
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
+    ) -> None:
+        self.close()
+
     # --- the loop ----------------------------------------------------------------------------
 
     def results(self) -> Iterator[FrameResult]:
-        hook = plugins.plugin_manager().hook
-        registered: list[object] = []
+        """The run, one ``FrameResult`` per frame; it starts at the first ``next()``."""
+        if self._closed or self._run is not None:
+            raise RuntimeError("This Runtime already ran or is closed; a Runtime runs once")
+        self._run = self._loop()
+        return self._run
+
+    def _loop(self) -> Generator[FrameResult, None, None]:
+        hook: Any = None
         try:
-            for plugin in self._plugins:
-                plugins.register(plugin)
-                registered.append(plugin)
+            hook = run_manager(self._plugins).hook  # a snapshot of the process-wide plugins, plus ours
             if not self.source.started:  # the CLI starts it early to fail fast and learn the fps
                 self.source.start()
             self._worker = InferenceWorker(self.model)
-            if self._syncer is not None:
-                self._syncer.start()
+            if self.events is not None:
+                self.events.start()
             fps = _RollingFps()
             while not self._stop.is_set() and not self._limit_reached():
                 self._poll_thermal(hook)
@@ -214,8 +274,6 @@ class Runtime:
                 yield result
         finally:
             self._finish(hook)
-            for plugin in registered:
-                plugins.unregister(plugin)
 
     def _limit_reached(self) -> bool:
         config = self.config
@@ -252,6 +310,7 @@ class Runtime:
         timings = detections.timings if inferred else None
         self.stats.frame_done(now, latency_ms, timings.total if timings is not None else None)
         return FrameResult(
+            source=self.source.name,
             frame=frame.index,
             timestamp=frame.timestamp,
             image=frame.image,
@@ -338,26 +397,16 @@ class Runtime:
     # --- events ------------------------------------------------------------------------------
 
     def _collect_events(self, result: FrameResult, hook: Any) -> None:
-        if self._selector is None:
+        if self.events is None:
             return
-        if result.inferred:
-            self._pending_events.extend(
-                self._selector.select(result.detections, frame=result.frame, time=result.timestamp)
-            )
-        due = time.monotonic() - self._last_flush >= self.config.event_flush_s
-        if len(self._pending_events) >= self.config.event_batch or (due and self._pending_events):
-            self._flush_events(hook)
+        detections = result.detections if result.inferred else None
+        batch = self.events.add(detections, frame=result.frame, time=result.timestamp)
+        self._events_written(batch, hook)
 
-    def _flush_events(self, hook: Any) -> None:
-        self._last_flush = time.monotonic()
-        if self.events is None or not self._pending_events:
-            return
-        batch, self._pending_events = self._pending_events, []
-        self.events.add(batch)
-        self.stats.events_written += len(batch)
-        hook.edgecv_on_events(events=batch)
-        if self._syncer is not None:
-            self._syncer.wake()
+    def _events_written(self, batch: list[Event], hook: Any) -> None:
+        if batch:
+            self.stats.events_written += len(batch)
+            hook.edgecv_on_events(events=batch)
 
     # --- shutdown ----------------------------------------------------------------------------
 
@@ -369,20 +418,26 @@ class Runtime:
             source.reconnects,
         )
         if self.events is not None:
-            store = self.events.stats()
+            store = self.events.store.stats()
             self.stats.events_pending, self.stats.events_dropped = store.pending, store.dropped
-        if self._syncer is not None:
-            self.stats.synced, self.stats.sync_failures = self._syncer.stats.sent, self._syncer.stats.failures
+            if self.events.syncer is not None:
+                sync = self.events.syncer.stats
+                self.stats.synced, self.stats.sync_failures = sync.sent, sync.failures
 
-    def _finish(self, hook: Any) -> None:
-        """Flush and close in the order that loses nothing: events first, then sync, then the source."""
+    def _finish(self, hook: Any | None) -> None:
+        """End the run in the order that loses nothing: events first, then sync, then what the
+        runtime opened (``close``). ``hook`` is ``None`` when the run's plugins were refused."""
         self.stats.ended = time.monotonic()
         try:
-            self._flush_events(hook)
+            if self.events is not None and hook is not None:
+                self._events_written(self.events.flush(), hook)
         finally:
-            if self._syncer is not None:
-                self._syncer.stop()
-            self.source.close()
-            if self._worker is not None:
-                self._worker.close()
-            self._refresh_stats()
+            try:
+                if self.events is not None:
+                    self.events.stop()
+                if self._worker is not None:
+                    self._worker.close()
+                self._refresh_stats()
+            finally:
+                self._run = None  # this generator is ending: close() must not close it again
+                self.close()

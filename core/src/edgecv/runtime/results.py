@@ -15,11 +15,14 @@ from edgecv.detections import Detections
 class FrameResult:
     """One frame out of the runtime.
 
-    ``inferred`` says whether the model ran on this frame; on skipped frames (``--skip``) the
-    detections are the tracker's predictions, or the last inferred ones when not tracking.
+    ``source`` names the video source as logs and events do (camera indexes spelled out, URL
+    credentials hidden), so that observers of several runtimes tell them apart. ``inferred`` says
+    whether the model ran on this frame; on skipped frames (``--skip``) the detections are the
+    tracker's predictions, or the last inferred ones when not tracking.
     ``latency_ms`` runs from capture (the decoder handing the frame over) to this result.
     """
 
+    source: str
     frame: int
     timestamp: float
     image: npt.NDArray[np.uint8] = attrs.field(repr=False)
@@ -34,6 +37,7 @@ class FrameResult:
     def to_dict(self) -> dict[str, Any]:
         timings = self.detections.timings
         return {
+            "source": self.source,
             "frame": self.frame,
             "timestamp": round(self.timestamp, 3),
             "inferred": self.inferred,

@@ -219,6 +219,10 @@ class FrameSource:
     def started(self) -> bool:
         return self._worker is not None
 
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
     def start(self) -> None:
         """Open the source and read its first frame (``SourceError`` if either fails), then start reading."""
         if self._worker is not None or self._closed:
@@ -311,7 +315,9 @@ class FrameSource:
                 log.warning("%s: capture thread still blocked in the driver; leaving it", self.name)
 
     def __enter__(self) -> FrameSource:
-        self.start()
+        """Start it (unless started already); leaving the ``with`` closes it."""
+        if not self.started:
+            self.start()
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -9,7 +9,7 @@ from typing import Any
 import attrs
 import numpy as np
 
-from edgecv.bench.stats import Summary, summarize
+from edgecv.summary import Summary, summarize
 
 # Enough samples for stable percentiles without growing with the length of a week-long run.
 _WINDOW = 10_000

@@ -1,4 +1,4 @@
-"""Throughput of the running service against the model-bound rate, on one video, in one process.
+"""``edgecv bench --video``: the running service's throughput against the model-bound rate, on one video.
 
 Each round times the model alone on frames already decoded in memory (the model-bound FPS: what
 the hardware allows), then ``Runtime`` on the same video file for each ``--skip``, decoding in
@@ -19,6 +19,7 @@ import numpy.typing as npt
 
 from edgecv.errors import ImageError
 from edgecv.model import Model
+from edgecv.runtime.loop import RunConfig, Runtime
 
 
 @attrs.frozen
@@ -67,10 +68,9 @@ def _model_bound_fps(model: Model, frames: Sequence[npt.NDArray[np.uint8]]) -> f
 
 
 def _runtime_fps(model: Model, video: Path, frames: int, skip: int, track: bool) -> float:
-    from edgecv.runtime.loop import RunConfig, Runtime
-
-    runtime = Runtime(model, str(video), RunConfig(skip=skip, track=track, max_frames=frames), thermal=False)
-    return runtime.run().fps
+    config = RunConfig(skip=skip, track=track, max_frames=frames)
+    with Runtime(model, video, config, thermal=False) as runtime:
+        return runtime.run().fps
 
 
 def video_throughput(
