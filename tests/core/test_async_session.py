@@ -1,79 +1,24 @@
 """``Model.submit`` keeps several frames in flight on a session with ``submit`` (an ``AsyncSession``).
 
-The asynchronous session here is the real ONNX Runtime session of the onnx backend with a worker
-thread in front, as an accelerator's queue would be; a gate holds the worker so that the test
-sees the frames really queued before any runs.
+The asynchronous session (``edgecv.testing.queued``) is the real ONNX Runtime session of the onnx
+backend with a worker thread in front, as an accelerator's queue would be; a gate holds the worker
+so that the test sees the frames really queued before any runs.
 """
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Callable, Iterator, Mapping
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 import numpy as np
-import numpy.typing as npt
 import pytest
 
 import edgecv
-from edgecv.backend import AsyncSession, Backend, Outputs, Session, SessionSpec, hookimpl
+from edgecv.backend import AsyncSession, hookimpl
 from edgecv.images import read_image
-
-
-class QueuedSession:
-    """A real session behind a one-thread queue; ``gate`` holds the queue until the test opens it."""
-
-    def __init__(self, inner: Session) -> None:
-        self.inner = inner
-        self.gate = threading.Event()
-        self.submitted = 0
-        self.fail_next = False
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fake-accelerator")
-
-    @property
-    def spec(self) -> SessionSpec:
-        return self.inner.spec
-
-    def run(self, tensor: npt.NDArray[Any]) -> Outputs:
-        return self.inner.run(tensor)
-
-    @property
-    def bare(self) -> Callable[[npt.NDArray[Any]], object]:
-        return self.inner.bare
-
-    def submit(self, tensor: npt.NDArray[Any]) -> Future[Outputs]:
-        self.submitted += 1
-        fail, self.fail_next = self.fail_next, False
-
-        def job() -> Outputs:
-            self.gate.wait(30)
-            if fail:
-                raise RuntimeError("device lost the frame")
-            return self.inner.run(tensor)
-
-        return self._pool.submit(job)
-
-    def close(self) -> None:
-        self._pool.shutdown(wait=True)
-        self.inner.close()
-
-
-class QueuedBackend:
-    def __init__(self) -> None:
-        self.sessions: list[QueuedSession] = []
-
-    def open(self, path: Path, options: Mapping[str, Any]) -> Session:
-        onnx = next(b for b in edgecv.plugins.backends() if b.name == "onnx")
-        session = QueuedSession(onnx.open(path, options))
-        self.sessions.append(session)
-        return session
-
-    @hookimpl
-    def edgecv_register_backends(self, register: Callable[[Backend], None]) -> None:
-        register(Backend(name="queued-onnx", open=self.open, formats=(".onnx",), priority=-1))
+from edgecv.testing.queued import QueuedBackend, QueuedSession
 
 
 class TimesInference:
@@ -92,8 +37,9 @@ class TimesInference:
 def queued(fresh_plugins: ModuleType, models: Path) -> Iterator[tuple[edgecv.Model, QueuedSession]]:
     backend = QueuedBackend()
     fresh_plugins.register(backend, name="queued")
-    model = edgecv.load(models / "yolo11n_320_fp32_dequant.onnx", backend="queued-onnx")
+    model = edgecv.load(models / "yolo11n_320_fp32_dequant.onnx", backend="queued")
     session = backend.sessions[-1]
+    session.gate.clear()  # frames queue up until the test opens the gate
     yield model, session
     session.gate.set()
     model.close()
@@ -127,7 +73,7 @@ def test_a_failed_frame_fails_its_future_only(
     failed = model.submit(image)
     fine = model.submit(image)
     session.gate.set()
-    with pytest.raises(RuntimeError, match="device lost the frame"):
+    with pytest.raises(RuntimeError, match="the device lost the frame"):
         failed.result(timeout=60)
     assert fine.result(timeout=60).labels == model.predict(image).labels
 

@@ -1,7 +1,7 @@
 """The core's own hook implementations: the defaults any plugin can wrap or override.
 
 Registered first and marked ``trylast``, so a plugin's implementation that returns a result
-takes precedence, and a ``hookwrapper`` sees the default's result.
+takes precedence, and a wrapper (``wrapper=True``) sees the default's result.
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@ group ``edgecv``. A plugin *provides* backends, exporters and decoders by regist
 (the three ``edgecv_register_*`` hooks); the pipeline hooks are interception points. The core's
 own implementations (open through the chosen ``Backend``, letterbox, ``session.run``, decode +
 NMS) are ordinary ``trylast`` implementations in ``edgecv.defaults``, so a plugin or an app wraps
-one stage (``hookwrapper=True``) or replaces it (return a result) without knowing which backends
+one stage (``wrapper=True``) or replaces it (return a result) without knowing which backends
 exist. The running service's hooks (``edgecv_on_result`` ...) are in ``edgecv.runtime.hookspecs``.
 """
 
@@ -75,7 +75,7 @@ def edgecv_export(exporter: Exporter, source: Path, output: Path, options: Mappi
 
     Called once by ``edgecv export``. The core's ``trylast`` implementation calls
     ``exporter.export(source, output, options)``; the first non-``None`` result (the written file
-    or folder) wins. Implement it to wrap or replace an export (hookwrapper: log, time, sign).
+    or folder) wins. Implement it to wrap or replace an export (a wrapper: log, time, sign).
     """
 
 

@@ -68,6 +68,12 @@ class Model:
     def names(self) -> tuple[str, ...]:
         return self.spec.names
 
+    @property
+    def asynchronous(self) -> bool:
+        """Whether ``submit`` keeps frames in flight: the session is an ``AsyncSession`` and no plugin
+        intercepts ``edgecv_infer`` (only the synchronous path calls it)."""
+        return isinstance(self.session, AsyncSession) and len(self._hook.edgecv_infer.get_hookimpls()) == 1
+
     @overload
     def __call__(self, source: ImageLike, **overrides: Any) -> Detections: ...
 
@@ -117,7 +123,8 @@ class Model:
         ``edgecv_infer`` (which only the synchronous path calls), the frame runs now and the
         future is already done.
         """
-        if not isinstance(self.session, AsyncSession) or len(self._hook.edgecv_infer.get_hookimpls()) > 1:
+        session = self.session
+        if not (self.asynchronous and isinstance(session, AsyncSession)):
             finished: Future[Detections] = Future()
             try:
                 finished.set_result(self.predict(image, options, source))
@@ -137,7 +144,7 @@ class Model:
             except Exception as exc:
                 result.set_exception(exc)
 
-        self.session.submit(tensor).add_done_callback(decode)
+        session.submit(tensor).add_done_callback(decode)
         return result
 
     def _finish(

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import onnx
 import pytest
-from edgecv.testing.cli import assert_one_line_error, run_edgecv
 
 import edgecv
+from edgecv.testing.cli import assert_one_line_error, run_edgecv
 
 
 @pytest.fixture(scope="module")

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-import pytest
 import onnx_reference_impl as reference_impl
+import pytest
 
 import edgecv
 

@@ -1,4 +1,4 @@
-"""``edgecv backends``: installed plugins, the backends and export formats they provide, and whether each can run."""
+"""``edgecv backends``: installed plugins, their backends and export formats, and whether each can run."""
 
 from __future__ import annotations
 
@@ -21,8 +21,9 @@ def backends_command(as_json: bool) -> None:
     for info in report["backends"]:
         status = "available" if info["available"] else f"unavailable: {info['reason']}"
         hint = f" ({info['hint']})" if info["hint"] and not info["available"] else ""
+        description = f"\n{'':<12} {info['description']}" if info["description"] else ""
         click.echo(
-            f"{info['name']:<12} {status}{hint}\n"
+            f"{info['name']:<12} {status}{hint}{description}\n"
             f"{'':<12} formats {', '.join(info['formats'])}; priority {info['priority']}; "
             f"plugin {info['plugin']} {info['version']}"
         )

@@ -5,11 +5,17 @@ thread runs this loop: it decides which frames to infer (``--skip`` and the ther
 carries boxes across the others with the tracker, hands them to the ``EventPipeline`` and calls
 the hooks on the run's own plugin manager (``observers``). A watchdog check on every iteration
 restarts a stalled source or inference.
+
+When the model's session is asynchronous (an accelerator with its own queue: ``Model.asynchronous``)
+the loop keeps up to ``RunConfig.in_flight`` inferences submitted instead of one in a worker
+thread, and completes frames strictly in order, so tracking and events see what they would see
+one frame at a time.
 """
 
 from __future__ import annotations
 
 import collections
+import concurrent.futures
 import contextlib
 import inspect
 import logging
@@ -74,6 +80,21 @@ class RunConfig:
     """Retention of an event log the runtime opens from a path: unsynced events kept at most."""
     event_max_mb: float | None = attrs.field(default=None, validator=_positive)
     """Retention of an event log the runtime opens from a path: its size limit."""
+    in_flight: int = attrs.field(default=3, validator=_positive)
+    """Inferences submitted ahead when the model's session is asynchronous (else one at a time)."""
+
+
+# What the loop decided for a frame when it was read.
+PAUSED, INFER, CARRY = "paused", "infer", "carry"
+
+
+@attrs.define
+class _Pending:
+    """A frame read and decided, waiting for its inference (``future``) or its turn."""
+
+    frame: Frame
+    kind: str
+    future: concurrent.futures.Future[Detections] | None = None
 
 
 class _RollingFps:
@@ -163,6 +184,9 @@ class Runtime:
         self._last_detections: Detections | None = None
         self._throttle = ThrottleState(1.0, False, None, None, "not read yet")
         self._since_inference = 0
+        self._need_inference = True  # the first frame, and the one after a lost inference
+        self._pending: collections.deque[_Pending] = collections.deque()
+        self._asynchronous = model.asynchronous and self.config.in_flight > 1
         self._failures = 0
         self._worker: InferenceWorker | None = None
         self._last_restart = 0.0
@@ -254,7 +278,8 @@ class Runtime:
             hook = run_manager(self._plugins).hook  # a snapshot of the process-wide plugins, plus ours
             if not self.source.started:  # the CLI starts it early to fail fast and learn the fps
                 self.source.start()
-            self._worker = InferenceWorker(self.model)
+            if not self._asynchronous:
+                self._worker = InferenceWorker(self.model)
             if self.events is not None:
                 self.events.start()
             fps = _RollingFps()
@@ -268,43 +293,63 @@ class Runtime:
                 if frame is None:
                     self._check_source_stall(hook)
                     continue
-                result = self._process(frame, fps, hook)
-                hook.edgecv_on_result(result=result)
-                self._collect_events(result, hook)
-                yield result
+                kind = self._decide()
+                if self._asynchronous:
+                    self._pending.append(
+                        _Pending(frame, kind, self._submit(frame, hook) if kind == INFER else None)
+                    )
+                    yield from self._drain(fps, hook, everything=False)
+                else:
+                    found = self._infer(frame, hook) if kind == INFER else None
+                    yield self._emit(self._complete(frame, kind, found, fps), hook)
+            yield from self._drain(fps, hook, everything=True)
         finally:
             self._finish(hook)
 
+    def _emit(self, result: FrameResult, hook: Any) -> FrameResult:
+        hook.edgecv_on_result(result=result)
+        self._collect_events(result, hook)
+        return result
+
     def _limit_reached(self) -> bool:
         config = self.config
-        if config.max_frames is not None and self.stats.processed >= config.max_frames:
+        if config.max_frames is not None and self.stats.processed + len(self._pending) >= config.max_frames:
             return True
         return config.duration_s is not None and self.stats.elapsed_s >= config.duration_s
 
-    def _process(self, frame: Frame, fps: _RollingFps, hook: Any) -> FrameResult:
-        names, shape = self.model.names, (frame.image.shape[0], frame.image.shape[1])
-        inferred = False
+    def _decide(self) -> str:
+        """What to do with the frame just read: nothing while paused, else infer every
+        ``skip / throttle`` frames (and the first, and the one after a lost inference)."""
         if self._throttle.paused:
+            self._since_inference += 1
+            return PAUSED
+        stride = math.ceil(self.config.skip / max(self._throttle.factor, 1e-3) - 1e-9)
+        if self._need_inference or self._since_inference + 1 >= stride:
+            self._need_inference = False
+            self._since_inference = 0
+            return INFER
+        self._since_inference += 1
+        return CARRY
+
+    def _complete(self, frame: Frame, kind: str, found: Detections | None, fps: _RollingFps) -> FrameResult:
+        """The frame's result; ``found`` is the model's detections (``None``: not inferred, or lost)."""
+        names, shape = self.model.names, (frame.image.shape[0], frame.image.shape[1])
+        inferred = found is not None
+        if kind == PAUSED:
             # Nothing is known about a frame nobody looked at: no boxes. The tracker's clock still
             # advances so its motion model stays in frames.
             self.stats.paused_frames += 1
             if self._tracker is not None:
                 self._tracker.predict(shape)
             detections = Detections.empty(names, shape)
-        elif self._due():
-            found = self._infer(frame, hook)
-            inferred = found is not None
-            if found is None:  # lost to a restart: keep the tracker's clock running
-                detections = self._carry(names, shape)
-            elif self._tracker is not None:
-                detections = self._tracker.update(found).filter(min_score=self.model.options.conf)
-            else:
-                detections = found
-            if found is not None:
-                self._last_detections = detections
+        elif found is not None:
+            if self._tracker is not None:
+                found = self._tracker.update(found).filter(min_score=self.model.options.conf)
+            detections = self._last_detections = found
         else:
+            if kind == INFER:  # lost to a restart: infer again next frame, keep the tracker's clock
+                self._need_inference = True
             detections = self._carry(names, shape)
-        self._since_inference = 0 if inferred else self._since_inference + 1
         now = time.monotonic()
         latency_ms = (now - frame.captured_at) * 1e3
         timings = detections.timings if inferred else None
@@ -321,13 +366,6 @@ class Runtime:
             throttle=self._throttle.factor,
             paused=self._throttle.paused,
         )
-
-    def _due(self) -> bool:
-        """Infer on the first frame, then every ``skip / throttle`` frames."""
-        if self._last_detections is None:
-            return True
-        stride = math.ceil(self.config.skip / max(self._throttle.factor, 1e-3) - 1e-9)
-        return self._since_inference + 1 >= stride
 
     def _carry(self, names: tuple[str, ...], shape: tuple[int, int]) -> Detections:
         """Boxes for a frame the model skipped: the tracker's prediction, else the last detections."""
@@ -347,14 +385,58 @@ class Runtime:
         except InferenceStalled as exc:
             self._restart_worker(str(exc), hook)
         except Exception as exc:
-            self._failures += 1
-            if self._failures >= self.config.max_failures:
-                raise RuntimeFailure(
-                    f"Inference failed {self._failures} times in a row; last: {type(exc).__name__}: {exc}",
-                    "Check the model and backend with `edgecv predict` on one frame; "
-                    "run with --debug for the traceback.",
-                ) from exc
-            self._restart_worker(f"inference failed: {type(exc).__name__}: {exc}", hook)
+            self._failed(exc, hook, self._restart_worker)
+        else:
+            self._failures = 0
+            return detections
+        return None
+
+    def _failed(self, exc: Exception, hook: Any, restart: Callable[[str, Any], None]) -> None:
+        """Count a failed inference: give up after ``max_failures`` in a row, else ``restart``."""
+        self._failures += 1
+        if self._failures >= self.config.max_failures:
+            raise RuntimeFailure(
+                f"Inference failed {self._failures} times in a row; last: {type(exc).__name__}: {exc}",
+                "Check the model and backend with `edgecv predict` on one frame; "
+                "run with --debug for the traceback.",
+            ) from exc
+        restart(f"inference failed: {type(exc).__name__}: {exc}", hook)
+
+    # --- frames in flight (asynchronous sessions) -----------------------------------------------
+
+    def _submit(self, frame: Frame, hook: Any) -> concurrent.futures.Future[Detections] | None:
+        """Queue the frame on the session; ``None`` (the frame is lost) when preprocessing fails."""
+        try:
+            return self.model.submit(frame.image, self._infer_options, self.source.name)
+        except Exception as exc:
+            self._failed(exc, hook, self._restart)
+            return None
+
+    def _drain(self, fps: _RollingFps, hook: Any, *, everything: bool) -> Iterator[FrameResult]:
+        """Complete the oldest frames in order: those whose inference is done, and the oldest one
+        anyway once ``in_flight`` inferences are outstanding (``everything``: all of them)."""
+        while self._pending:
+            head = self._pending[0]
+            if head.future is not None and not head.future.done() and not everything:
+                outstanding = sum(1 for pending in self._pending if pending.future is not None)
+                if outstanding < self.config.in_flight:
+                    return
+            self._pending.popleft()
+            found = self._await(head.future, hook) if head.future is not None else None
+            yield self._emit(self._complete(head.frame, head.kind, found, fps), hook)
+
+    def _await(self, future: concurrent.futures.Future[Detections], hook: Any) -> Detections | None:
+        """The detections of an inference in flight, or ``None`` when it failed or stalled."""
+        try:
+            detections = future.result(timeout=self.config.stall_timeout_s)
+        except concurrent.futures.TimeoutError:
+            # The device's queue is stuck: nothing in flight will come back in time. Those
+            # frames are lost (tracked over); the next frame is submitted afresh.
+            for pending in self._pending:
+                pending.future = None
+            self._restart(f"inference gave no result in {self.config.stall_timeout_s:g} s", hook)
+        except Exception as exc:
+            self._failed(exc, hook, self._restart)
         else:
             self._failures = 0
             return detections
