@@ -196,3 +196,32 @@ def test_loading_and_predicting_imports_no_service_module(models: Path, bus_path
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert int(done.stdout) == 5  # it really ran: five detections on bus.jpg
+
+
+REPO = Path(__file__).resolve().parents[2]
+PLUGIN_SOURCES = sorted([*REPO.glob("plugins/*/src"), *REPO.glob("examples/*/src")])
+
+
+def core_imports(path: Path) -> set[str]:
+    found: set[str] = set()
+    for node, _ in _imports(ast.parse(path.read_text()), False):
+        names = [a.name for a in node.names] if isinstance(node, ast.Import) else [node.module or ""]
+        found.update(n for n in names if n == "edgecv" or n.startswith("edgecv."))
+    return found
+
+
+def test_the_plugins_are_found() -> None:
+    assert {p.parent.name for p in PLUGIN_SOURCES} >= {"edgecv-onnx", "edgecv-ncnn", "edgecv-tflite"}
+    assert any(p.parent.name == "edgecv-opencv-dnn" for p in PLUGIN_SOURCES)
+
+
+@pytest.mark.parametrize("source", PLUGIN_SOURCES, ids=lambda p: p.parent.name)
+def test_plugins_import_only_the_front_door(source: Path) -> None:
+    """A backend plugin uses ``edgecv.backend`` and the public ``edgecv`` API, nothing deeper."""
+    offending = {
+        f"{path.relative_to(source)}: {name}"
+        for path in source.rglob("*.py")
+        for name in core_imports(path)
+        if name not in ("edgecv", "edgecv.backend")
+    }
+    assert offending == set()

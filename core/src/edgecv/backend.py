@@ -75,6 +75,7 @@ __all__ = [
     "imgsz_from_metadata",
     "one_line",
     "parse_metadata_value",
+    "positive_int",
     "read_image",
     "single_input",
     "stderr_captured",
@@ -94,6 +95,19 @@ def check_options(options: Mapping[str, Any], known: Iterable[str], runtime: str
             f"Unknown {runtime} option(s): {', '.join(sorted(unknown))}",
             f"Known options: {', '.join(sorted(allowed))}.",
         )
+
+
+def positive_int(options: Mapping[str, Any], name: str, runtime: str) -> int | None:
+    """Option ``name`` (e.g. ``threads``) as a positive ``int``, ``None`` when absent; else ``ConfigError``.
+
+    ``True`` is refused although Python counts it as an int: no runtime means 1 by it.
+    """
+    value = options.get(name)
+    if value is not None and (type(value) is not int or value < 1):
+        raise ConfigError(
+            f"{runtime} {name} must be a positive integer, got {value!r}", f"Pass e.g. {name}=4."
+        )
+    return value
 
 
 def single_input(inputs: Sequence[T], path: Path) -> T:

@@ -13,12 +13,12 @@ import numpy.typing as npt
 
 from edgecv.backend import (
     BackendError,
-    ConfigError,
     ModelError,
     SessionSpec,
     TensorSpec,
     check_options,
     one_line,
+    positive_int,
 )
 from edgecv_opencv_dnn import onnxinfo
 from edgecv_opencv_dnn.plugin import INSTALL_HINT
@@ -40,10 +40,7 @@ class DnnSession:
     @classmethod
     def open(cls, path: Path, options: Mapping[str, Any]) -> DnnSession:
         check_options(options, KNOWN_OPTIONS, "opencv-dnn")
-        threads = options.get("threads")
-        # bool is an int to Python, but cv2.setNumThreads(True) raises TypeError.
-        if threads is not None and (type(threads) is not int or threads < 1):
-            raise ConfigError(f"threads must be a positive integer, got {threads!r}", "Pass e.g. threads=4.")
+        threads = positive_int(options, "threads", "opencv-dnn")
         if path.is_dir():
             raise ModelError(f"{path} is a folder, not an .onnx file", "Pass the .onnx file itself.")
         if not hasattr(cv2, "dnn"):

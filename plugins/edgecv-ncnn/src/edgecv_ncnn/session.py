@@ -29,6 +29,7 @@ from edgecv.backend import (
     check_options,
     imgsz_from_metadata,
     one_line,
+    positive_int,
     single_input,
     stderr_captured,
 )
@@ -64,11 +65,7 @@ class NcnnOptions:
     @classmethod
     def parse(cls, options: Mapping[str, Any]) -> NcnnOptions:
         check_options(options, KNOWN_OPTIONS, "ncnn")
-        threads = options.get("threads")
-        if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
-            raise ConfigError(
-                f"ncnn threads must be a positive integer, got {threads!r}", "Pass e.g. threads=4."
-            )
+        threads = positive_int(options, "threads", "ncnn")
         flags = {}
         for name in ("fp16", "vulkan", "light_mode"):
             value = options.get(name)

@@ -22,6 +22,7 @@ from edgecv.backend import (
     TensorSpec,
     check_options,
     one_line,
+    positive_int,
     single_input,
     stderr_captured,
 )
@@ -104,11 +105,7 @@ def _tensor(detail: Mapping[str, Any]) -> TensorSpec:
 
 def _check_options(options: Mapping[str, Any], known: frozenset[str], backend: str) -> None:
     check_options(options, known, backend)
-    threads = options.get("threads")
-    if threads is not None and (not isinstance(threads, int) or isinstance(threads, bool) or threads < 1):
-        raise ConfigError(
-            f"TFLite threads must be a positive integer, got {threads!r}", "Pass --threads 1 or more."
-        )
+    positive_int(options, "threads", backend)
 
 
 def is_edgetpu_model(path: Path) -> bool:
