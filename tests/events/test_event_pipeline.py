@@ -78,8 +78,11 @@ def test_the_policy_decides_which_detections_become_events(tmp_path: Path) -> No
     assert pipeline.written == 0
 
 
-def test_a_sink_url_nobody_provides_closes_the_log_it_opened(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match=r"No sink for 'ftp://example\.com/drop'"):
-        EventPipeline(tmp_path / "events.db", model="m", source="cam0", sink="ftp://user:pw@example.com/drop")
+def test_a_log_it_opened_is_closed_when_building_the_pipeline_fails(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="Event batching needs flush_s > 0"):
+        EventPipeline(tmp_path / "events.db", model="m", source="cam0", flush_s=0)
+    assert not (tmp_path / "events.db").exists()  # checked before anything was opened
+    pipeline = EventPipeline(tmp_path / "events.db", model="m", source="cam0")
+    pipeline.close()
     # The log was created, then closed: the last connection to close removes the -wal file.
     assert (tmp_path / "events.db").is_file() and not (tmp_path / "events.db-wal").exists()

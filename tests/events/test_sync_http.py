@@ -27,9 +27,10 @@ from event_testing import free_port, make_events, wait_until
 
 from edgecv.errors import ConfigError
 from edgecv.events.model import Event
-from edgecv.events.sinks import HttpSink, SyncError, core_sink, open_sink
+from edgecv.events.sinks import HttpSink, SyncError, core_sink
 from edgecv.events.store import EventStore
 from edgecv.events.sync import Syncer
+from edgecv.runtime.observers import open_sink
 
 CLIENT_TIMEOUT_S = 0.4
 CHILD = Path(__file__).with_name("sync_child.py")

@@ -136,3 +136,12 @@ def test_a_sink_url_is_opened_through_the_plugins_and_closed(
 def test_a_sink_needs_an_event_log(model: Model, video: Path) -> None:
     with pytest.raises(ConfigError, match="needs an event log"):
         Runtime(model, video, sink="memory://fleet", thermal=False)
+
+
+def test_a_sink_url_nobody_provides_leaves_nothing_open(model: Model, video: Path, tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"No sink for 'ftp://example\.com/drop'"):  # no credentials shown
+        Runtime(
+            model, video, events=tmp_path / "events.db", sink="ftp://user:pw@example.com/drop", thermal=False
+        )
+    # The sink is asked for before the log is opened: no log, no -wal file left behind.
+    assert not (tmp_path / "events.db").exists() and not (tmp_path / "events.db-wal").exists()

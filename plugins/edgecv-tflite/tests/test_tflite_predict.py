@@ -4,8 +4,9 @@ SOURCES.md ("Check results") lists bus.jpg detections at conf 0.25 / NMS 0.45 ma
 ai-edge-litert 2.3 on the CPU. The full-integer models reproduce them within 0.01. The dynamic-range
 ``*_int8.tflite`` models come out up to 0.017 away (yolov8n_int8 bus 0.847 vs 0.864) with
 ai-edge-litert 2.3.0's default XNNPACK kernels, and the bare interpreter on the independent
-``plugins/edgecv-onnx/tests/onnx_reference_impl.py`` letterbox gives the same numbers as edgecv, so the gap is in the runtime's
-dynamic-range kernels, not in this plugin: those two are checked within 0.02.
+letterbox of ``plugins/edgecv-onnx/tests/onnx_reference_impl.py`` gives the same numbers as
+edgecv, so the gap is in the runtime's dynamic-range kernels, not in this plugin: those two are
+checked within 0.02.
 """
 
 from __future__ import annotations

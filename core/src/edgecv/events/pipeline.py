@@ -3,9 +3,8 @@
 Per inferred frame the selector picks the events (``EventPolicy``); they are committed to the
 ``EventStore`` in batches (every ``flush_s`` seconds or ``batch`` events, one transaction each),
 and a ``Syncer`` thread ships the log to the sink. Whoever opens closes: a store given as a path
-and a sink given as a URL are opened here and closed by ``close()``; an ``EventStore`` or an
-``EventSink`` object stays the caller's. sqlite3 is imported only when events are logged, urllib
-and paho only when they are synced.
+is opened here and closed by ``close()``; an ``EventStore`` and the sink stay the caller's.
+sqlite3 is imported only when events are logged.
 """
 
 from __future__ import annotations
@@ -34,7 +33,7 @@ class EventPipeline:
     """Chooses, logs and ships the events of one source.
 
     ``store``: an ``EventStore``, or a path opened with the retention limits ``max_rows`` /
-    ``max_mb``. ``sink``: ``None`` (log only), an ``EventSink``, or a URL for ``open_sink``.
+    ``max_mb``. ``sink``: ``None`` (log only) or an ``EventSink``.
     ``model`` and ``source`` name where the events come from.
     """
 
@@ -45,7 +44,7 @@ class EventPipeline:
         model: str,
         source: str,
         policy: EventPolicy | None = None,
-        sink: EventSink | str | None = None,
+        sink: EventSink | None = None,
         max_rows: int | None = 100_000,
         max_mb: float | None = None,
         flush_s: float = 0.5,
@@ -62,15 +61,8 @@ class EventPipeline:
                 self.store = opened.enter_context(
                     EventStore(os.fspath(store), max_rows=max_rows, max_mb=max_mb)
                 )
-            self.sink: EventSink | None = None
-            if isinstance(sink, str):
-                from edgecv.events.sinks import open_sink
-
-                self.sink = open_sink(sink)
-                opened.callback(self.sink.close)
-            elif sink is not None:
-                self.sink = sink
-            self._owned = opened.pop_all()  # closed by close(), in reverse: the sink, then the store
+            self._owned = opened.pop_all()  # closed by close()
+        self.sink = sink
         self.selector = EventSelector(policy or EventPolicy(), model, source)
         self.flush_s = flush_s
         self.batch = batch

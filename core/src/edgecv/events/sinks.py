@@ -1,53 +1,329 @@
-"""Where synced events go: ``open_sink(url)`` asks the plugins (``edgecv_event_sink``) for a sink.
+"""Where synced events go: an HTTP endpoint or an MQTT broker (plugins add others).
+
+Imported only when a run syncs (urllib, paho). ``edgecv.runtime.observers.open_sink(url)`` asks
+the plugins (``edgecv_event_sink``) for a sink; ``core_sink`` here is the core's ``trylast`` answer.
 
 A sink's ``send(batch)`` returns only once the receiver acknowledged every event of the batch
 (HTTP: a 2xx answer; MQTT: a PUBACK per message) and raises ``SyncError`` otherwise, so the
 ``Syncer`` deletes nothing the receiver does not hold. A failed batch is sent again whole, so
-receivers see duplicates and de-duplicate by the event's ``id``. The core's ``http(s)://`` and
-``mqtt://`` sinks (``edgecv.events.transports``) are the hook's ``trylast`` implementation.
+receivers see duplicates and de-duplicate by the event's ``id``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
-from urllib.parse import urlsplit
+import base64
+import hashlib
+import json
+import logging
+import threading
+import time
+import urllib.error
+import urllib.request
+import uuid
+from collections.abc import Mapping, Sequence
+from http.client import HTTPException
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from urllib.parse import SplitResult, unquote, urlsplit, urlunsplit
 
-from edgecv.errors import ConfigError
-from edgecv.events.transports import (
-    MQTT_MISSING,
-    EventSink,
-    HttpSink,
-    MqttSink,
-    SyncError,
-    batch_key,
-    core_sink,
-    public_name,
-)
+import edgecv
+from edgecv.errors import ConfigError, EdgecvError
+from edgecv.events.model import Event
 
-__all__ = [
-    "MQTT_MISSING",
-    "EventSink",
-    "HttpSink",
-    "MqttSink",
-    "SyncError",
-    "batch_key",
-    "core_sink",
-    "open_sink",
-]
+if TYPE_CHECKING:
+    import paho.mqtt.client as mqtt
+
+log = logging.getLogger(__name__)
+
+MQTT_MISSING = "MQTT sync needs paho-mqtt: pip install 'edgecv-core[mqtt]'"
 
 
-def open_sink(url: str, options: Mapping[str, Any] | None = None) -> EventSink:
-    """The sink for ``url`` from the first plugin that provides one (the core's last).
+class SyncError(EdgecvError):
+    """A batch was not acknowledged by the receiver; its events stay queued and are sent again."""
 
-    The caller owns the sink and closes it.
+
+@runtime_checkable
+class EventSink(Protocol):
+    """Delivers batches of events; see the module docstring for the contract."""
+
+    name: str
+    """The URL without credentials or query, for logs and messages."""
+
+    def send(self, events: Sequence[Event]) -> None: ...
+
+    def close(self) -> None: ...
+
+
+def public_name(parts: SplitResult) -> str:
+    """``parts`` as a URL without user, password or query (which may hold a token)."""
+    return urlunsplit((parts.scheme, parts.netloc.rpartition("@")[2], parts.path, "", ""))
+
+
+def _one_line(text: str, limit: int = 200) -> str:
+    flat = " ".join(text.split())
+    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
+
+
+def batch_key(events: Sequence[Event]) -> str:
+    """The ``Idempotency-Key`` of a batch: the same events in the same order give the same key."""
+    return hashlib.sha256("\n".join(e.id for e in events).encode()).hexdigest()
+
+
+def _port(parts: SplitResult, url: str) -> int | None:
+    try:
+        return parts.port
+    except ValueError as exc:
+        raise ConfigError(f"Sync URL {url!r} has a bad port: {exc}") from exc
+
+
+# --- HTTP --------------------------------------------------------------------------------------
+
+
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    """A redirect is not an acknowledgement: urllib would turn a redirected POST into a GET."""
+
+    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+        return None
+
+
+class HttpSink:
+    """POSTs ``{"events": [...]}`` as JSON; any 2xx answer acknowledges the whole batch.
+
+    Redirects are not followed (they count as failures). ``user:password@`` in the URL is sent as
+    HTTP Basic authentication.
     """
-    from edgecv.runtime.observers import service_manager
 
-    sink: EventSink | None = service_manager().hook.edgecv_event_sink(url=url, options=dict(options or {}))
-    if sink is None:
-        shown = public_name(urlsplit(url)) if "://" in url else url
-        raise ConfigError(
-            f"No sink for {shown!r}: use http(s):// or mqtt:// or install a plugin that provides it"
+    def __init__(
+        self, url: str, *, timeout_s: float = 10.0, headers: Mapping[str, str] | None = None
+    ) -> None:
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ConfigError(f"Not an HTTP sync URL: {url!r}", "use http(s)://host[:port]/path")
+        port = _port(parts, url)
+        self.name = public_name(parts)
+        self.timeout_s = timeout_s
+        self._headers = {
+            "Content-Type": "application/json",
+            "User-Agent": f"edgecv/{edgecv.__version__}",
+            **(headers or {}),
+        }
+        if parts.username is not None:
+            credentials = f"{unquote(parts.username)}:{unquote(parts.password or '')}"
+            self._headers["Authorization"] = "Basic " + base64.b64encode(credentials.encode()).decode()
+        host = parts.hostname if ":" not in parts.hostname else f"[{parts.hostname}]"
+        netloc = host if port is None else f"{host}:{port}"
+        self._url = urlunsplit((parts.scheme, netloc, parts.path or "/", parts.query, ""))
+        self._opener = urllib.request.build_opener(_NoRedirect())
+
+    def send(self, events: Sequence[Event]) -> None:
+        if not events:
+            return
+        body = json.dumps({"events": [e.to_dict() for e in events]}, separators=(",", ":")).encode()
+        request = urllib.request.Request(
+            self._url,
+            data=body,
+            method="POST",
+            headers={**self._headers, "Idempotency-Key": batch_key(events)},
         )
-    return sink
+        what = f"POST {self.name} ({len(events)} events) failed"
+        try:
+            with self._opener.open(request, timeout=self.timeout_s) as response:
+                response.read()  # the whole answer: a connection cut mid-answer is not an ack
+                status = response.status
+        except urllib.error.HTTPError as exc:
+            detail = _error_body(exc)
+            reason = f"HTTP {exc.code} {exc.reason}" + (f": {detail}" if detail else "")
+            raise SyncError(f"{what}: {reason}") from exc
+        except urllib.error.URLError as exc:
+            raise SyncError(f"{what}: {_os_reason(exc.reason, self.timeout_s)}") from exc
+        except (OSError, HTTPException) as exc:
+            raise SyncError(f"{what}: {_os_reason(exc, self.timeout_s)}") from exc
+        if not 200 <= status < 300:  # the opener raises for the others; this is a guard
+            raise SyncError(f"{what}: HTTP {status}")
+
+    def close(self) -> None:
+        """Nothing to release: every batch opens its own connection."""
+
+
+def _error_body(error: urllib.error.HTTPError) -> str:
+    try:
+        return _one_line(error.read().decode("utf-8", "replace")) if error.fp is not None else ""
+    except (OSError, HTTPException):  # the server cut the error answer short: the status suffices
+        return ""
+    finally:
+        error.close()
+
+
+def _os_reason(reason: object, timeout_s: float) -> str:
+    if isinstance(reason, TimeoutError):
+        return f"no answer within {timeout_s:g} s"
+    if isinstance(reason, OSError) and reason.strerror:
+        return reason.strerror.lower()
+    if isinstance(reason, HTTPException):
+        text = str(reason)
+        return f"{type(reason).__name__}" + (f": {_one_line(text)}" if text else "")
+    return _one_line(str(reason)) or type(reason).__name__
+
+
+# --- MQTT --------------------------------------------------------------------------------------
+
+
+class MqttSink:
+    """Publishes each event as one JSON message with QoS 1 to the URL's topic.
+
+    One message per event (not one per batch) so that fleet consumers handle events one by one
+    and de-duplicate by ``id``. ``send`` returns after the broker PUBACKed every message, which
+    is MQTT's acknowledgement. It connects on first use; after any failure the connection is
+    dropped (with the messages paho still held) and the next ``send`` connects afresh.
+    ``timeout_s`` bounds one ``send``: connecting and waiting for every PUBACK.
+    """
+
+    def __init__(self, url: str, *, timeout_s: float = 10.0, client_id: str | None = None) -> None:
+        try:
+            import paho.mqtt.client  # noqa: F401 - fail here, at start-up, not at the first send
+        except ImportError as exc:
+            raise ConfigError(MQTT_MISSING) from exc
+        parts = urlsplit(url)
+        if parts.scheme not in ("mqtt", "mqtts") or not parts.hostname:
+            raise ConfigError(f"Not an MQTT sync URL: {url!r}", "use mqtt://[user:pass@]host[:1883]/topic")
+        topic = unquote(parts.path.lstrip("/"))
+        if not topic or "#" in url or "+" in topic or parts.query:  # urlsplit reads "#" as a fragment
+            raise ConfigError(
+                f"MQTT sync URL {public_name(parts)!r} needs a topic without wildcards or query",
+                "use mqtt://host/edgecv/events",
+            )
+        self.name = public_name(parts)
+        self.topic = topic
+        self.timeout_s = timeout_s
+        self._host = parts.hostname
+        self._port = _port(parts, url) or (8883 if parts.scheme == "mqtts" else 1883)
+        self._tls = parts.scheme == "mqtts"
+        self._username = unquote(parts.username) if parts.username is not None else None
+        self._password = unquote(parts.password) if parts.password is not None else None
+        self._client_id = client_id or f"edgecv-{uuid.uuid4().hex[:12]}"
+        self._client: mqtt.Client | None = None
+        self._connected = threading.Event()
+        self._refusal: str | None = None
+        self._lock = threading.Lock()  # one send at a time; the client is not shared mid-batch
+
+    def send(self, events: Sequence[Event]) -> None:
+        if not events:
+            return
+        with self._lock:
+            deadline = time.monotonic() + self.timeout_s
+            try:
+                client = self._connect(deadline)
+                self._publish_all(client, events, deadline)
+            except SyncError:
+                self._drop()
+                raise
+
+    def close(self) -> None:
+        with self._lock:
+            self._drop()
+
+    def _fail(self, reason: str) -> SyncError:
+        return SyncError(f"MQTT publish to {self.name} failed: {reason}")
+
+    def _connect(self, deadline: float) -> mqtt.Client:
+        if self._client is not None and self._connected.is_set():
+            return self._client
+        self._drop()
+        import paho.mqtt.client as mqtt
+        from paho.mqtt.enums import CallbackAPIVersion
+
+        client = mqtt.Client(
+            callback_api_version=CallbackAPIVersion.VERSION2,
+            client_id=self._client_id,
+            protocol=mqtt.MQTTv311,
+            clean_session=True,
+            reconnect_on_failure=False,  # send() reconnects; paho's retry loop would delay loop_stop()
+        )
+        client.connect_timeout = max(0.1, min(5.0, deadline - time.monotonic()))
+        if self._username is not None:
+            client.username_pw_set(self._username, self._password)
+        if self._tls:
+            client.tls_set()
+        client.on_connect = self._on_connect
+        client.on_disconnect = self._on_disconnect
+        self._refusal = None
+        self._connected.clear()
+        try:
+            client.connect(self._host, self._port, keepalive=30)
+        except (OSError, ValueError) as exc:
+            raise self._fail(
+                f"cannot connect to the broker: {_os_reason(exc, client.connect_timeout)}"
+            ) from exc
+        self._client = client
+        client.loop_start()
+        while not self._connected.wait(0.05):
+            if self._refusal is not None:
+                raise self._fail(f"the broker refused the connection: {self._refusal}")
+            if time.monotonic() > deadline:
+                raise self._fail(f"no CONNACK within {self.timeout_s:g} s")
+        return client
+
+    def _publish_all(self, client: mqtt.Client, events: Sequence[Event], deadline: float) -> None:
+        import paho.mqtt.client as mqtt
+
+        infos = []
+        for event in events:
+            payload = json.dumps(event.to_dict(), separators=(",", ":"))
+            info = client.publish(self.topic, payload, qos=1)
+            if info.rc != mqtt.MQTT_ERR_SUCCESS:
+                raise self._fail(mqtt.error_string(info.rc).rstrip("."))
+            infos.append(info)
+        try:
+            for info in infos:
+                # Short waits, so that a lost connection fails the batch now rather than at the deadline.
+                while not info.is_published():
+                    if not self._connected.is_set():
+                        raise self._fail("lost the connection to the broker before every PUBACK")
+                    if time.monotonic() > deadline:
+                        raise self._fail(f"no PUBACK within {self.timeout_s:g} s")
+                    info.wait_for_publish(0.05)
+        except (RuntimeError, ValueError) as exc:  # paho: the message was not queued or failed
+            raise self._fail(str(exc).rstrip(".")) from exc
+
+    def _drop(self) -> None:
+        client, self._client = self._client, None
+        self._connected.clear()
+        if client is None:
+            return
+        client.on_connect = client.on_disconnect = None
+        client.disconnect()  # the network thread ends once the socket is closed
+        client.loop_stop()
+
+    def _on_connect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
+        if reason.is_failure:
+            self._refusal = str(reason)
+        else:
+            self._connected.set()
+
+    def _on_disconnect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
+        self._connected.clear()
+
+
+# --- discovery ---------------------------------------------------------------------------------
+
+_OPTIONS = {"http": {"timeout_s", "headers"}, "mqtt": {"timeout_s", "client_id"}}
+
+
+def core_sink(url: str, options: Mapping[str, Any]) -> EventSink | None:
+    """The core's sinks: ``http(s)://`` → ``HttpSink``, ``mqtt(s)://`` → ``MqttSink``.
+
+    Reached through ``edgecv.runtime.defaults.edgecv_event_sink`` (``trylast``), which imports this
+    module only when a run syncs.
+    """
+    scheme = urlsplit(url).scheme.lower()
+    family = {"http": "http", "https": "http", "mqtt": "mqtt", "mqtts": "mqtt"}.get(scheme)
+    if family is None:
+        return None
+    unknown = sorted(set(options) - _OPTIONS[family])
+    if unknown:
+        raise ConfigError(
+            f"Unknown {scheme} sink option(s): {', '.join(unknown)}",
+            f"use {', '.join(sorted(_OPTIONS[family]))}",
+        )
+    if family == "http":
+        return HttpSink(url, **options)
+    return MqttSink(url, **options)

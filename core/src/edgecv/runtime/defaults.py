@@ -13,11 +13,11 @@ from typing import TYPE_CHECKING, Any
 from edgecv.hookspecs import hookimpl
 
 if TYPE_CHECKING:
-    from edgecv.events.transports import EventSink
+    from edgecv.events.sinks import EventSink
 
 
 @hookimpl(trylast=True)
 def edgecv_event_sink(url: str, options: Mapping[str, Any]) -> EventSink | None:
-    from edgecv.events import transports  # urllib and paho are imported only when a run syncs
+    from edgecv.events import sinks  # urllib and paho are imported only when a run syncs
 
-    return transports.core_sink(url, options)
+    return sinks.core_sink(url, options)

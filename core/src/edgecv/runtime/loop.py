@@ -38,7 +38,7 @@ from edgecv.events.pipeline import EventPipeline
 from edgecv.events.policy import EventPolicy
 from edgecv.model import Model
 from edgecv.runtime.inference import InferenceStalled, InferenceWorker
-from edgecv.runtime.observers import run_manager
+from edgecv.runtime.observers import open_sink, run_manager
 from edgecv.runtime.results import FrameResult
 from edgecv.runtime.sources import EndOfStream, Frame, FrameSource, open_source
 from edgecv.runtime.stats import RunStats
@@ -152,6 +152,9 @@ class Runtime:
                 spec = source if isinstance(source, (str, int)) else os.fspath(source)
                 self.source = open_source(spec, realtime=realtime)
                 opened.callback(self.source.close)
+            if isinstance(sink, str):
+                sink = open_sink(sink)
+                opened.callback(sink.close)
             self.events: EventPipeline | None = None
             if events is not None:
                 self.events = opened.enter_context(
@@ -167,7 +170,7 @@ class Runtime:
                         batch=self.config.event_batch,
                     )
                 )
-            self._owned = opened.pop_all()  # closed in reverse: the event pipeline, then the source
+            self._owned = opened.pop_all()  # closed in reverse: the event pipeline, the sink, the source
         # True: the default policy on whatever sensor exists; False: no throttling.
         self.governor = ThermalGovernor() if thermal is True else thermal or None
         self.stats = RunStats()

@@ -9,19 +9,41 @@ frames.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 import pluggy
 
 from edgecv import plugins
-from edgecv.errors import PluginError, one_line
+from edgecv.errors import ConfigError, PluginError, one_line
 from edgecv.hookspecs import PROJECT_NAME
 from edgecv.runtime import defaults, hookspecs
+
+if TYPE_CHECKING:
+    from edgecv.events.sinks import EventSink
 
 
 def service_manager() -> pluggy.PluginManager:
     """The process-wide plugin manager with the runtime's hookspecs and defaults added (once)."""
     return plugins.add_hookspecs(hookspecs, defaults)
+
+
+def open_sink(url: str, options: Mapping[str, Any] | None = None) -> EventSink:
+    """The sink for ``url`` from the first plugin that provides one (the core's last).
+
+    The caller owns the sink and closes it.
+    """
+    sink: EventSink | None = service_manager().hook.edgecv_event_sink(url=url, options=dict(options or {}))
+    if sink is None:
+        from urllib.parse import urlsplit
+
+        from edgecv.events.sinks import public_name
+
+        shown = public_name(urlsplit(url)) if "://" in url else url
+        raise ConfigError(
+            f"No sink for {shown!r}: use http(s):// or mqtt:// or install a plugin that provides it"
+        )
+    return sink
 
 
 def run_manager(own: Sequence[object]) -> pluggy.PluginManager:
