@@ -120,7 +120,6 @@ class Exporter:
     format: str
     export: Callable[[Path, Path, Mapping[str, Any]], Path]
     description: str = ""
-    install_hint: str = ""
     plugin: str = ""
     """Filled in by the core: the plugin that registered this exporter."""
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from edgecv.bench.device import describe_device
 from edgecv.bench.report import format_report, model_size_bytes, result_record
 from edgecv.bench.runner import Measurement, PowerReading, benchmark, peak_rss_mb
-from edgecv.bench.stats import Summary, summarize
+from edgecv.summary import Summary, summarize
 
 __all__ = [
     "Measurement",

@@ -25,9 +25,10 @@ import attrs
 import numpy as np
 import numpy.typing as npt
 
-from edgecv.bench.stats import Summary, paired_ratio, summarize
+from edgecv.bench.stats import paired_ratio
 from edgecv.errors import EdgecvError
 from edgecv.sensors import PowerMeter, Unavailable
+from edgecv.summary import Summary, summarize
 
 if TYPE_CHECKING:
     from edgecv.model import Model

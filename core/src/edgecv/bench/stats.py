@@ -1,15 +1,10 @@
-"""Summaries of timing samples for ``bench``: ``Summary``/``summarize`` (from ``edgecv.summary``,
-which the runtime's statistics share) and the paired ratio of two interleaved series."""
+"""The paired ratio of two interleaved timing series (summaries are in ``edgecv.summary``)."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
 import numpy as np
-
-from edgecv.summary import Summary, summarize
-
-__all__ = ["Summary", "paired_ratio", "summarize"]
 
 
 def paired_ratio(numerators: Sequence[float], denominators: Sequence[float]) -> float:
