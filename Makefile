@@ -5,7 +5,10 @@ BIN := $(VENV)/bin
 ASSETS ?= $(if $(EDGECV_ASSETS),$(EDGECV_ASSETS),../shared/assets)
 PIP := $(BIN)/python -m pip --disable-pip-version-check -q
 
-.PHONY: demo test install install-dev lint typecheck pytest clean
+# Every package of the repository: `make dist` builds each into dist/.
+PACKAGES := core plugins/edgecv-onnx plugins/edgecv-ncnn plugins/edgecv-tflite examples/edgecv-opencv-dnn
+
+.PHONY: demo test install install-dev lint typecheck pytest dist clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -38,7 +41,16 @@ typecheck: install-dev
 pytest: install-dev
 	EDGECV_ASSETS=$(abspath $(ASSETS)) $(BIN)/pytest
 
-test: lint typecheck pytest
+# Wheel + sdist of every package into dist/ (a device installs from it: pip install --find-links dist
+# edgecv-core edgecv-onnx), each built in an isolated environment from its own pyproject.toml; then
+# twine checks the metadata and that each README renders as an index page would show it.
+dist: $(BIN)/python
+	$(PIP) install "build>=1.2" "twine>=7"  # as in requirements-dev.txt, without the rest of it
+	rm -rf dist
+	for package in $(PACKAGES); do $(BIN)/python -m build --sdist --wheel --outdir dist $$package -q || exit 1; done
+	$(BIN)/twine check --strict dist/*
+
+test: lint typecheck pytest dist
 
 clean:
 	rm -rf $(VENV) runs build dist .mypy_cache .ruff_cache .pytest_cache
