@@ -5,35 +5,106 @@ Resolution of ``edgecv.load("yolov8n")``:
 2. the cache (``EDGECV_CACHE_DIR``, default ``~/.cache/edgecv``) under ``models/``;
 3. download from ``EDGECV_MODEL_MIRROR_URL`` + file name, then from the entry's own URLs, into
    the cache, keeping the file only when its sha256 matches.
-``EDGECV_REGISTRY`` may name a JSON file ``{name: {"file", "sha256", "urls"}}`` that adds or
-replaces entries (a fleet's own models).
+``EDGECV_REGISTRY`` may name a JSON file ``{name: {"file", "sha256", "urls", "size",
+"description"}}`` that adds or replaces entries (a fleet's own models).
+
+A registry file may come from a fleet server, so it is untrusted: each entry is checked field by
+field, and its ``file`` must name a file inside the cache. Downloads are bounded: at most the
+entry's ``size`` (else ``MAX_DOWNLOAD_BYTES``), within ``EDGECV_DOWNLOAD_DEADLINE_S`` seconds in
+all (else ``DOWNLOAD_DEADLINE_S``), from ``http(s)://`` only (``file://`` when
+``EDGECV_ALLOW_FILE_URLS=1``). ``user:password@`` in a URL is sent as HTTP Basic authentication
+(not to a redirect's target) and never shown.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import http.client
 import json
+import math
 import os
+import re
 import urllib.error
+import urllib.parse
 import urllib.request
-from pathlib import Path
+from collections.abc import Generator
+from pathlib import Path, PurePosixPath, PureWindowsPath
 
 import attrs
 
-from edgecv.errors import ModelError, RegistryError
+from edgecv.deadline import Deadline, HTTPHandler, HTTPSHandler
+from edgecv.errors import ConfigError, ModelError, RegistryError, one_line
 from edgecv.files import atomic_target
-from edgecv.spec import file_sha256, to_tuple
+from edgecv.spec import file_sha256
+from edgecv.urls import redact, scrub, split_credentials
 
 DEFAULT_MODEL = "yolov8n"
+
+MAX_DOWNLOAD_BYTES = 2 << 30
+"""The most a download may bring when its registry entry gives no ``size`` (2 GiB)."""
+DOWNLOAD_DEADLINE_S = 900.0
+"""Wall-clock limit on one download (connect, headers, body); ``EDGECV_DOWNLOAD_DEADLINE_S`` overrides."""
+READ_TIMEOUT_S = 30.0
+"""Longest wait for the network in one step (connect, one read), within the deadline."""
+DEADLINE_VARIABLE = "EDGECV_DOWNLOAD_DEADLINE_S"
+FILE_URLS_VARIABLE = "EDGECV_ALLOW_FILE_URLS"
+
+
+def _file_name(entry: RegistryEntry, attribute: attrs.Attribute[str], value: object) -> None:
+    """``file`` is joined onto the cache and mirror folders: it must stay inside them."""
+    if not isinstance(value, str):
+        raise TypeError(f"field 'file' must be a string, not {_json_kind(value)}")
+    parts = re.split(r"[/\\]", value)
+    if (
+        "\x00" in value
+        or PurePosixPath(value).is_absolute()
+        or PureWindowsPath(value).drive
+        or any(part in ("", ".", "..") for part in parts)
+    ):
+        raise ValueError(
+            f"field 'file' must name a file inside the cache, not {value!r} "
+            "(a name or a relative path: no absolute path, no '..', '.' or empty part, no NUL)"
+        )
+
+
+def _sha256(entry: RegistryEntry, attribute: attrs.Attribute[str], value: object) -> None:
+    if not isinstance(value, str) or not re.fullmatch(r"[0-9a-f]{64}", value):
+        raise ValueError(f"field 'sha256' must be 64 hexadecimal digits, not {_short(value)}")
+
+
+def _lower(value: object) -> object:
+    return value.lower() if isinstance(value, str) else value
+
+
+def _urls(value: object) -> tuple[str, ...]:
+    if isinstance(value, (str, bytes)) or not isinstance(value, (list, tuple)):
+        raise TypeError(f"field 'urls' must be a list of strings, not {_json_kind(value)}")
+    if not all(isinstance(url, str) for url in value):
+        raise TypeError("field 'urls' must be a list of strings")
+    return tuple(value)
+
+
+def _size(entry: RegistryEntry, attribute: attrs.Attribute[int | None], value: object) -> None:
+    if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value <= 0):
+        raise ValueError(f"field 'size' must be a positive number of bytes, not {_short(value)}")
+
+
+def _text(entry: RegistryEntry, attribute: attrs.Attribute[str], value: object) -> None:
+    if not isinstance(value, str):
+        raise TypeError(f"field '{attribute.name}' must be a string, not {_json_kind(value)}")
 
 
 @attrs.frozen
 class RegistryEntry:
-    file: str
-    sha256: str
-    urls: tuple[str, ...] = attrs.field(default=(), converter=to_tuple)
-    description: str = ""
+    """A model the registry can fetch; every field is checked, ``file`` stays inside the cache."""
+
+    file: str = attrs.field(validator=_file_name)
+    sha256: str = attrs.field(converter=_lower, validator=_sha256)
+    urls: tuple[str, ...] = attrs.field(default=(), converter=_urls)
+    description: str = attrs.field(default="", validator=_text)
+    size: int | None = attrs.field(default=None, validator=_size, kw_only=True)
+    """The file's size in bytes: a download that brings more is cut off."""
 
 
 _GITHUB = "https://github.com/{repo}/raw/{commit}/{path}"
@@ -43,6 +114,7 @@ BUILTIN: dict[str, RegistryEntry] = {
         "yolov8n_fp32_dequant.onnx",
         "9580ae60871dccbfe2dd0ca1b98bc49f5a6c45282505001af76d16e50bfdd2d7",
         description="YOLOv8n COCO, 640, float32 (from mirrors only: no public URL)",
+        size=12_822_293,
     ),
     "yolov8n-int8": RegistryEntry(
         "yolov8n_int8.onnx",
@@ -55,11 +127,13 @@ BUILTIN: dict[str, RegistryEntry] = {
             ),
         ),
         "YOLOv8n COCO, 640, dynamic int8 (ConvInteger)",
+        size=3_504_119,
     ),
     "yolo11n-320": RegistryEntry(
         "yolo11n_320_fp32_dequant.onnx",
         "4a5dbc0718d87229961cd8758c6a066494db13b7acad0657d3e7e26cd30f8379",
         description="YOLO11n COCO, 320, float32 (from mirrors only: no public URL)",
+        size=10_573_504,
     ),
     "yolo11n-320-int8": RegistryEntry(
         "yolo11n_320_int8.onnx",
@@ -72,6 +146,7 @@ BUILTIN: dict[str, RegistryEntry] = {
             ),
         ),
         "YOLO11n COCO, 320, dynamic int8 (ConvInteger)",
+        size=2_923_867,
     ),
     "yolox-nano": RegistryEntry(
         "yolox_nano.onnx",
@@ -84,6 +159,7 @@ BUILTIN: dict[str, RegistryEntry] = {
             ),
         ),
         "YOLOX-Nano COCO, 416, float32",
+        size=3_713_911,
     ),
 }
 
@@ -115,15 +191,58 @@ def entries() -> dict[str, RegistryEntry]:
     return merged
 
 
+_FIELDS = {field.name for field in attrs.fields(RegistryEntry)}
+_REQUIRED = {"file", "sha256"}
+_SCHEMA = (
+    'EDGECV_REGISTRY names a JSON object {name: {"file": "model.onnx", "sha256": "<64 hex digits>", '
+    '"urls": ["https://..."], "size": <bytes>, "description": "..."}}; only file and sha256 are required.'
+)
+
+
 def _read_registry_file(path: Path) -> dict[str, RegistryEntry]:
     try:
-        data = json.loads(path.read_text())
-        return {name: RegistryEntry(**fields) for name, fields in data.items()}
-    except (OSError, ValueError, TypeError) as exc:
-        raise RegistryError(
-            f"Cannot read the model registry {path} ({exc})",
-            'Fix EDGECV_REGISTRY: a JSON object {name: {"file": ..., "sha256": ..., "urls": [...]}}.',
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError, RecursionError) as exc:
+        raise ConfigError(
+            f"Cannot read the model registry {path} (EDGECV_REGISTRY): {one_line(exc)}", _SCHEMA
         ) from exc
+    if not isinstance(data, dict):
+        raise ConfigError(
+            f"The model registry {path} (EDGECV_REGISTRY) holds a JSON {_json_kind(data)}: "
+            "it must be an object",
+            _SCHEMA,
+        )
+    return {name: _registry_entry(path, name, fields) for name, fields in data.items()}
+
+
+def _registry_entry(path: Path, name: str, fields: object) -> RegistryEntry:
+    def problem(text: str) -> ConfigError:
+        return ConfigError(
+            f"The model registry {path} (EDGECV_REGISTRY): entry {name!r}: {text}",
+            "Fix that entry: file and sha256 are required; urls, size and description are optional.",
+        )
+
+    if not isinstance(fields, dict):
+        raise problem(f"must be a JSON object, not a {_json_kind(fields)}")
+    unknown, missing = sorted(set(fields) - _FIELDS), sorted(_REQUIRED - set(fields))
+    if unknown:
+        raise problem(f"has unknown field(s) {', '.join(map(repr, unknown))}")
+    if missing:
+        raise problem(f"lacks field(s) {', '.join(map(repr, missing))}")
+    try:
+        return RegistryEntry(**fields)
+    except (TypeError, ValueError) as exc:
+        raise problem(str(exc)) from exc
+
+
+def _json_kind(value: object) -> str:
+    kinds = {dict: "object", list: "list", str: "string", bool: "boolean", type(None): "null"}
+    return kinds.get(type(value), "number" if isinstance(value, (int, float)) else type(value).__name__)
+
+
+def _short(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:39] + "…"
 
 
 def mirror_dirs() -> list[Path]:
@@ -156,22 +275,23 @@ def fetch(name: str, entry: RegistryEntry) -> Path:
         candidate = folder / entry.file
         if candidate.is_file() and file_sha256(candidate) == entry.sha256:
             return candidate
-    cached = cache_dir() / "models" / entry.file
+    cached = _cache_path(name, entry)
     if cached.is_file() and file_sha256(cached) == entry.sha256:
         return cached
     urls = list(entry.urls)
     mirror_url = os.environ.get("EDGECV_MODEL_MIRROR_URL")
     if mirror_url:
-        urls.insert(0, mirror_url.rstrip("/") + "/" + entry.file)
+        urls.insert(0, mirror_url.rstrip("/") + "/" + urllib.parse.quote(entry.file))
     if not urls:
         raise RegistryError(
             f"Model {name!r} ({entry.file}) is not in any local mirror and has no download URL",
             "Put the file in a folder named by EDGECV_MODEL_DIR or set EDGECV_MODEL_MIRROR_URL.",
         )
+    deadline_s = download_deadline_s()
     failures = []
     for url in urls:
         try:
-            return download(url, cached, entry.sha256)
+            return download(url, cached, entry.sha256, size=entry.size, deadline_s=deadline_s)
         except RegistryError as exc:
             failures.append(str(exc))
     raise RegistryError(
@@ -180,26 +300,169 @@ def fetch(name: str, entry: RegistryEntry) -> Path:
     )
 
 
-def download(url: str, target: Path, sha256: str, timeout: float = 30.0) -> Path:
-    """Download ``url`` to ``target`` atomically; keep it only when its sha256 matches."""
+def _cache_path(name: str, entry: RegistryEntry) -> Path:
+    """Where ``entry`` is cached; ``file`` is checked already, this catches a link in the cache."""
+    models = cache_dir() / "models"
+    target = models / entry.file
+    try:
+        inside = target.resolve().is_relative_to(models.resolve())
+    except (OSError, RuntimeError):  # a link loop
+        inside = False
+    if not inside:
+        raise ConfigError(
+            f"Model {name!r}: {target} leads outside the model cache {models} through a symbolic link",
+            "Remove the link, or set EDGECV_CACHE_DIR to another folder.",
+        )
+    return target
+
+
+def download_deadline_s() -> float:
+    """``EDGECV_DOWNLOAD_DEADLINE_S``, else ``DOWNLOAD_DEADLINE_S``."""
+    configured = os.environ.get(DEADLINE_VARIABLE, "").strip()
+    if not configured:
+        return DOWNLOAD_DEADLINE_S
+    try:
+        seconds = float(configured)
+    except ValueError:
+        seconds = math.nan
+    if not (seconds > 0 and math.isfinite(seconds)):
+        raise ConfigError(
+            f"{DEADLINE_VARIABLE}={configured!r} is not a positive number of seconds",
+            f"Unset it, or give the seconds one model download may take (default {DOWNLOAD_DEADLINE_S:g}).",
+        )
+    return min(seconds, 1e6)  # threading and socket timeouts overflow on absurd values
+
+
+def download(
+    url: str, target: Path, sha256: str, *, size: int | None = None, deadline_s: float | None = None
+) -> Path:
+    """Download ``url`` to ``target`` atomically; keep it only when its sha256 matches.
+
+    At most ``size`` bytes and never more than ``MAX_DOWNLOAD_BYTES``, all within ``deadline_s``
+    seconds (else ``download_deadline_s()``). Whatever ends it (an error, Ctrl-C), no partial file
+    stays behind.
+    """
+    shown = redact(url)
+    request = _request(url, shown)  # before the cache is touched: a refused URL writes nothing
+    # An untrusted registry's size does not lift the cap: the cap is what keeps the disk from filling.
+    limit, why = (
+        (size, "the registry entry's size")
+        if size is not None and size <= MAX_DOWNLOAD_BYTES
+        else (MAX_DOWNLOAD_BYTES, "edgecv.registry.MAX_DOWNLOAD_BYTES")
+    )
+    seconds = download_deadline_s() if deadline_s is None else deadline_s
     digest = hashlib.sha256()
     try:
         with atomic_target(target) as partial:
-            try:
-                with open(partial, "wb") as out, urllib.request.urlopen(url, timeout=timeout) as response:
-                    while block := response.read(1 << 20):
-                        digest.update(block)
-                        out.write(block)
-            except (urllib.error.URLError, http.client.HTTPException, OSError, ValueError) as exc:
-                raise RegistryError(f"{url}: {exc}") from exc
+            with (
+                open(partial, "wb") as out,
+                contextlib.closing(_receive(request, shown, limit, why, seconds)) as blocks,
+            ):
+                for block in blocks:
+                    digest.update(block)
+                    out.write(block)
             if digest.hexdigest() != sha256:
                 raise RegistryError(
-                    f"{url} has sha256 {digest.hexdigest()[:12]}…, expected {sha256[:12]}…",
+                    f"{shown} has sha256 {digest.hexdigest()[:12]}…, expected {sha256[:12]}…",
                     "The mirror is corrupt.",
                 )
-    except OSError as exc:  # creating the cache folder, the temporary file, or the final rename
+    except OSError as exc:  # creating the cache folder, writing the file, or the final rename
         raise RegistryError(
             f"Cannot write to the model cache {target.parent}: {exc}",
             "Set EDGECV_CACHE_DIR to a writable folder.",
         ) from exc
     return target
+
+
+_BLOCK = 1 << 20
+_NOT_IN_A_URL = re.compile(r"[\x00-\x20\x7f]")
+
+
+def _request(url: str, shown: str) -> urllib.request.Request:
+    """The request for ``url``: http(s) only (``file://`` when allowed), credentials as Basic auth."""
+    scheme = url.partition(":")[0].lower()
+    if scheme == "file":
+        if os.environ.get(FILE_URLS_VARIABLE) != "1":
+            raise RegistryError(
+                f"{shown}: file:// URLs are refused",
+                f"Set {FILE_URLS_VARIABLE}=1 to let the model registry read local files.",
+            )
+        return urllib.request.Request(url)
+    if scheme not in ("http", "https") or "://" not in url:
+        raise RegistryError(f"{shown}: only http:// and https:// downloads are supported")
+    if _NOT_IN_A_URL.search(url):
+        raise RegistryError(
+            f"{shown}: a URL cannot hold spaces or control characters", "Percent-encode them."
+        )
+    try:
+        bare, authorization = split_credentials(url)
+    except ValueError as exc:  # its message quotes no part of the URL
+        raise RegistryError(f"{shown}: {exc}") from None
+    request = urllib.request.Request(bare)
+    if authorization is not None:
+        request.add_unredirected_header("Authorization", authorization)  # not to a redirect's target
+    return request
+
+
+def _receive(
+    request: urllib.request.Request, shown: str, limit: int, why: str, seconds: float
+) -> Generator[bytes, None, None]:
+    """The body of ``request`` block by block; at most ``limit`` bytes, within ``seconds``."""
+    deadline = Deadline(seconds)
+    received = 0
+    try:
+        with (
+            deadline,
+            _opener(deadline, request).open(request, timeout=min(READ_TIMEOUT_S, seconds)) as response,
+        ):
+            announced = response.headers.get("Content-Length", "").strip()
+            if announced.isdigit() and int(announced) > limit:
+                raise RegistryError(f"{shown} announces {announced} bytes, more than {limit} ({why})")
+            while block := response.read1(_BLOCK):
+                received += len(block)
+                if received > limit:
+                    raise RegistryError(f"{shown} sends more than {limit} bytes ({why})")
+                if deadline.passed:
+                    break
+                yield block
+    except (urllib.error.URLError, http.client.HTTPException, OSError, ValueError) as exc:
+        if isinstance(exc, urllib.error.HTTPError):
+            exc.close()
+        if not deadline.passed:
+            raise RegistryError(f"{shown}: {_reason(exc, request.full_url)}") from exc
+    if deadline.passed:  # the shut-down sockets ended the transfer early, or a read came too late
+        raise RegistryError(
+            f"{shown}: the download did not finish within {seconds:g} s ({received} bytes received)",
+            f"Check the network, or allow more time with {DEADLINE_VARIABLE}=SECONDS.",
+        )
+
+
+def _reason(exc: BaseException, url: str) -> str:
+    if isinstance(exc, urllib.error.HTTPError):
+        return f"HTTP {exc.code} {exc.reason}"
+    reason = exc.reason if isinstance(exc, urllib.error.URLError) else exc
+    if isinstance(reason, TimeoutError):
+        return f"no answer within {READ_TIMEOUT_S:g} s"
+    if isinstance(reason, OSError) and reason.strerror:
+        return reason.strerror[:1].lower() + reason.strerror[1:]  # "connection refused", "[SSL: ...] ..."
+    text = one_line(str(reason))
+    return scrub(f"{type(reason).__name__}: {text}" if text else type(reason).__name__, url)
+
+
+def _opener(deadline: Deadline, request: urllib.request.Request) -> urllib.request.OpenerDirector:
+    """urllib's usual handlers without ftp:// or data:, and file:// only for a request that is one."""
+    opener = urllib.request.OpenerDirector()
+    handlers: list[urllib.request.BaseHandler] = [
+        urllib.request.ProxyHandler(),
+        urllib.request.UnknownHandler(),
+        HTTPHandler(deadline),
+        HTTPSHandler(deadline),
+        urllib.request.HTTPDefaultErrorHandler(),
+        urllib.request.HTTPRedirectHandler(),
+        urllib.request.HTTPErrorProcessor(),
+    ]
+    if request.type == "file":
+        handlers.append(urllib.request.FileHandler())
+    for handler in handlers:
+        opener.add_handler(handler)
+    return opener
