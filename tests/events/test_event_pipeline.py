@@ -21,7 +21,7 @@ from edgecv.events.store import EventStore, EventStoreError
 def people(count: int) -> Detections:
     boxes = np.array([[10.0 * i, 0.0, 10.0 * i + 8, 20.0] for i in range(count)], dtype=np.float32)
     return Detections(
-        boxes.reshape(-1, 4), np.full(count, 0.9), np.zeros(count, dtype=np.int64), names=("person",)
+        boxes.reshape(-1, 4), np.full(count, 0.9), np.zeros(count, dtype=np.int64), names=("person", "car")
     )
 
 

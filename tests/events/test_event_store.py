@@ -377,7 +377,10 @@ def test_a_log_from_a_newer_edgecv_is_refused(tmp_path: Path) -> None:
     )
 
 
-def test_a_damaged_log_is_reported_as_such(tmp_path: Path) -> None:
+def test_a_log_damaged_past_its_header_is_set_aside_for_a_fresh_one(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Still an edgecv log (its header says so), but nothing is readable: none salvaged, none lost."""
     path = tmp_path / "events.db"
     with EventStore(path, max_rows=None) as store:
         store.add(batch("e", 2000))
@@ -385,10 +388,15 @@ def test_a_damaged_log_is_reported_as_such(tmp_path: Path) -> None:
     with path.open("r+b") as file:  # keep the header page, scramble the rest
         file.seek(4096)
         file.write(random.Random(0).randbytes(path.stat().st_size - 4096))
-    with pytest.raises(EventStoreError) as error, EventStore(path) as store:
-        store.pending(10_000)
-    reason = "(database disk image is malformed|file is not a database)"
+    damaged = path.read_bytes()
+    with caplog.at_level(logging.WARNING, logger="edgecv.events.store"), EventStore(path) as store:
+        assert store.stats().pending == 0
+        store.add(batch("new", 2))  # a working log
+    (copy,) = tmp_path.glob("events.db.damaged-*")
+    assert copy.read_bytes() == damaged
+    (message,) = [r.getMessage() for r in caplog.records]
     assert re.fullmatch(
-        rf"{re.escape(str(path))} is not an edgecv event log \({reason}\)\. {re.escape(NOT_OURS_HINT)}",
-        str(error.value),
+        rf"The event log {re.escape(str(path))} was damaged \(.+\): salvaged 0 events into a fresh log; "
+        rf"the damaged file is kept as {re.escape(str(copy))}",
+        message,
     )

@@ -207,6 +207,35 @@ def test_send_returns_only_after_every_puback() -> None:
         fake.close()
 
 
+def test_close_ends_a_send_waiting_for_pubacks() -> None:
+    """A broker that never answers cannot hold shutdown: the owner's close() ends the send in flight."""
+    require(paho_installed(), "paho-mqtt")
+    fake = FakeBroker(code=0)  # accepts the connection, swallows the PUBLISHes
+    sink = MqttSink(f"mqtt://127.0.0.1:{fake.port}/{TOPIC}", timeout_s=60)
+    outcome: list[BaseException | None] = []
+
+    def send() -> None:
+        try:
+            sink.send(make_events(2))
+            outcome.append(None)
+        except BaseException as exc:
+            outcome.append(exc)
+
+    worker = threading.Thread(target=send)
+    try:
+        worker.start()
+        assert fake.published.wait(10)
+        started = time.monotonic()
+        sink.close()
+        worker.join(10)
+        assert time.monotonic() - started < 1 and not worker.is_alive()
+    finally:
+        sink.close()
+        fake.close()
+    assert len(outcome) == 1 and isinstance(outcome[0], SyncError)
+    assert str(outcome[0]).endswith("failed: the sink was closed")
+
+
 def test_refused_connections_are_one_line_sync_errors() -> None:
     require(paho_installed(), "paho-mqtt")
     fake = FakeBroker(code=5)  # CONNACK: not authorised

@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 import math
 from collections import OrderedDict
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 import attrs
 import cv2
@@ -27,6 +27,7 @@ import numpy.typing as npt
 from edgecv.detections import Detections
 from edgecv.errors import ConfigError
 from edgecv.events.model import Event
+from edgecv.validation import unknown_names
 
 log = logging.getLogger(__name__)
 
@@ -104,6 +105,22 @@ class EventPolicy:
             zone=None if zone is None else parse_zone(zone),
         )
 
+    def check_classes(self, names: Sequence[str]) -> None:
+        """``ConfigError`` when ``classes`` holds a label (or id) the model does not have: a typo
+        such as ``persn`` would otherwise make no event, ever. Close matches are suggested."""
+        if self.classes is None:
+            return
+        known = set(names) | {str(i) for i in range(len(names))}
+        unknown = self.classes - known
+        if unknown:
+            raise unknown_names(
+                "event class",
+                unknown,
+                names,
+                "--event-classes (EventPolicy.classes) takes the model's labels or class ids.",
+                "event classes",
+            )
+
     def keeps(self, label: str, class_id: int, score: float) -> bool:
         if score < self.min_score:
             return False
@@ -156,6 +173,7 @@ class EventSelector:
         if policy.zone is not None:
             self._contour = np.asarray(policy.zone, dtype=np.float32).reshape(-1, 1, 2)
         self._warned = False
+        self._checked_names: tuple[str, ...] | None = None
 
     def _in_zone(self, box: tuple[float, float, float, float]) -> bool:
         assert self._contour is not None
@@ -165,6 +183,10 @@ class EventSelector:
     def select(self, detections: Detections, *, frame: int, time: float) -> list[Event]:
         """The events in one frame's ``detections``; ``time`` is the frame's capture time (unix seconds)."""
         policy = self.policy
+        # On the first frame the model's names are known (unknown ones, no names, are not checked).
+        if detections.names and detections.names is not self._checked_names:
+            policy.check_classes(detections.names)
+            self._checked_names = detections.names
         tracked = detections.track_ids is not None
         if not tracked and not self._warned and (policy.new_tracks_only or policy.zone is not None):
             log.warning(

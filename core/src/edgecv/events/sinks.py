@@ -6,15 +6,17 @@ the plugins (``edgecv_event_sink``) for a sink; ``core_sink`` here is the core's
 A sink's ``send(batch)`` returns only once the receiver acknowledged every event of the batch
 (HTTP: a 2xx answer; MQTT: a PUBACK per message) and raises ``SyncError`` otherwise, so the
 ``Syncer`` deletes nothing the receiver does not hold. A failed batch is sent again whole, so
-receivers see duplicates and de-duplicate by the event's ``id``.
+receivers see duplicates and de-duplicate by the event's ``id``. ``close()`` may be called from
+another thread while a ``send`` is in flight: the send then fails promptly (its batch stays queued).
 """
 
 from __future__ import annotations
 
-import base64
 import hashlib
+import http.client
 import json
 import logging
+import ssl
 import threading
 import time
 import urllib.error
@@ -26,8 +28,10 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 from urllib.parse import SplitResult, unquote, urlsplit, urlunsplit
 
 import edgecv
+from edgecv.deadline import Deadline, HTTPHandler, HTTPSHandler
 from edgecv.errors import ConfigError, EdgecvError
 from edgecv.events.model import Event
+from edgecv.urls import redact, split_credentials
 
 if TYPE_CHECKING:
     import paho.mqtt.client as mqtt
@@ -35,6 +39,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 MQTT_MISSING = "MQTT sync needs paho-mqtt: pip install 'edgecv-core[mqtt]'"
+MAX_ANSWER_BYTES = 64 * 1024
+"""The most of an HTTP answer read: the status is the acknowledgement, the body only a detail."""
 
 
 class SyncError(EdgecvError):
@@ -53,9 +59,9 @@ class EventSink(Protocol):
     def close(self) -> None: ...
 
 
-def public_name(parts: SplitResult) -> str:
-    """``parts`` as a URL without user, password or query (which may hold a token)."""
-    return urlunsplit((parts.scheme, parts.netloc.rpartition("@")[2], parts.path, "", ""))
+def public_name(url: str | SplitResult) -> str:
+    """``url`` without user, password, query or fragment (``edgecv.urls.redact``)."""
+    return redact(url if isinstance(url, str) else url.geturl())
 
 
 def _one_line(text: str, limit: int = 200) -> str:
@@ -68,11 +74,21 @@ def batch_key(events: Sequence[Event]) -> str:
     return hashlib.sha256("\n".join(e.id for e in events).encode()).hexdigest()
 
 
+def _split(url: str) -> SplitResult:
+    try:
+        return urlsplit(url)
+    except ValueError as exc:  # "[::1" without "]", odd Unicode; urllib's message may quote the netloc
+        raise ConfigError(f"Sync URL {redact(url)!r} is malformed", "Check the host part.") from exc
+
+
 def _port(parts: SplitResult, url: str) -> int | None:
     try:
         return parts.port
-    except ValueError as exc:
-        raise ConfigError(f"Sync URL {url!r} has a bad port: {exc}") from exc
+    except ValueError as exc:  # urllib's message quotes the port text: a password cut at "/" or "?"
+        raise ConfigError(
+            f"Sync URL {redact(url)!r} has a bad port",
+            "Percent-encode @ / ? # in the user name or password (%40 %2F %3F %23).",
+        ) from exc
 
 
 # --- HTTP --------------------------------------------------------------------------------------
@@ -89,16 +105,17 @@ class HttpSink:
     """POSTs ``{"events": [...]}`` as JSON; any 2xx answer acknowledges the whole batch.
 
     Redirects are not followed (they count as failures). ``user:password@`` in the URL is sent as
-    HTTP Basic authentication.
+    HTTP Basic authentication. ``timeout_s`` bounds the whole request (connect, send, answer), and
+    at most ``MAX_ANSWER_BYTES`` of the answer are read.
     """
 
     def __init__(
         self, url: str, *, timeout_s: float = 10.0, headers: Mapping[str, str] | None = None
     ) -> None:
-        parts = urlsplit(url)
+        parts = _split(url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ConfigError(f"Not an HTTP sync URL: {url!r}", "use http(s)://host[:port]/path")
-        port = _port(parts, url)
+            raise ConfigError(f"Not an HTTP sync URL: {redact(url)!r}", "use http(s)://host[:port]/path")
+        _port(parts, url)
         self.name = public_name(parts)
         self.timeout_s = timeout_s
         self._headers = {
@@ -106,18 +123,21 @@ class HttpSink:
             "User-Agent": f"edgecv/{edgecv.__version__}",
             **(headers or {}),
         }
-        if parts.username is not None:
-            credentials = f"{unquote(parts.username)}:{unquote(parts.password or '')}"
-            self._headers["Authorization"] = "Basic " + base64.b64encode(credentials.encode()).decode()
-        host = parts.hostname if ":" not in parts.hostname else f"[{parts.hostname}]"
-        netloc = host if port is None else f"{host}:{port}"
-        self._url = urlunsplit((parts.scheme, netloc, parts.path or "/", parts.query, ""))
-        self._opener = urllib.request.build_opener(_NoRedirect())
+        self._url, authorization = split_credentials(
+            urlunsplit(parts._replace(path=parts.path or "/", fragment=""))
+        )
+        if authorization is not None:
+            self._headers["Authorization"] = authorization
+        self._tls = ssl.create_default_context()  # certificates and host names always verified
+        self._tls.set_alpn_protocols(["http/1.1"])
+        self._in_flight: set[Deadline] = set()
+        self._lock = threading.Lock()
 
     def send(self, events: Sequence[Event]) -> None:
         if not events:
             return
         body = json.dumps({"events": [e.to_dict() for e in events]}, separators=(",", ":")).encode()
+        deadline = Deadline(self.timeout_s)
         request = urllib.request.Request(
             self._url,
             data=body,
@@ -125,28 +145,61 @@ class HttpSink:
             headers={**self._headers, "Idempotency-Key": batch_key(events)},
         )
         what = f"POST {self.name} ({len(events)} events) failed"
+        with self._lock:
+            self._in_flight.add(deadline)
         try:
-            with self._opener.open(request, timeout=self.timeout_s) as response:
-                response.read()  # the whole answer: a connection cut mid-answer is not an ack
-                status = response.status
+            with deadline:
+                reason = self._exchange(request, deadline)
+        except urllib.error.URLError as exc:
+            reason = _os_reason(exc.reason, self.timeout_s)
+        except (OSError, HTTPException) as exc:
+            reason = _os_reason(exc, self.timeout_s)
+        finally:
+            with self._lock:
+                self._in_flight.discard(deadline)
+        if deadline.expired:  # whatever the cut connection raised, or an answer that looked whole
+            raise SyncError(f"{what}: no answer within {self.timeout_s:g} s")
+        if reason:
+            raise SyncError(f"{what}: {reason}")
+
+    def _exchange(self, request: urllib.request.Request, deadline: Deadline) -> str:
+        """POST ``request``; ``""`` for an acknowledgement (2xx), else why the answer is not one."""
+        opener = urllib.request.build_opener(
+            _NoRedirect(), HTTPHandler(deadline), HTTPSHandler(deadline, self._tls)
+        )
+        try:
+            with opener.open(request, timeout=self.timeout_s) as response:
+                _read_answer(response)  # a connection cut mid-answer is not an ack
+                status = int(response.status)
         except urllib.error.HTTPError as exc:
             detail = _error_body(exc)
-            reason = f"HTTP {exc.code} {exc.reason}" + (f": {detail}" if detail else "")
-            raise SyncError(f"{what}: {reason}") from exc
-        except urllib.error.URLError as exc:
-            raise SyncError(f"{what}: {_os_reason(exc.reason, self.timeout_s)}") from exc
-        except (OSError, HTTPException) as exc:
-            raise SyncError(f"{what}: {_os_reason(exc, self.timeout_s)}") from exc
-        if not 200 <= status < 300:  # the opener raises for the others; this is a guard
-            raise SyncError(f"{what}: HTTP {status}")
+            return f"HTTP {exc.code} {exc.reason}" + (f": {detail}" if detail else "")
+        return "" if 200 <= status < 300 else f"HTTP {status}"  # the opener raises for the others
 
     def close(self) -> None:
-        """Nothing to release: every batch opens its own connection."""
+        """Cut the requests in flight (their batches stay queued); the sink stays usable."""
+        with self._lock:
+            in_flight = list(self._in_flight)
+        for deadline in in_flight:
+            deadline.expire()
+
+
+def _read_answer(response: http.client.HTTPResponse) -> None:
+    """Read the answer's body to its end, or ``MAX_ANSWER_BYTES`` of it; raises if it was cut short."""
+    left = MAX_ANSWER_BYTES
+    while left > 0:
+        chunk = response.read(min(left, 16 * 1024))
+        if not chunk:
+            if response.length:  # read(amt) returns b"" at a premature end instead of raising
+                raise http.client.IncompleteRead(b"", response.length)
+            return
+        left -= len(chunk)
 
 
 def _error_body(error: urllib.error.HTTPError) -> str:
     try:
-        return _one_line(error.read().decode("utf-8", "replace")) if error.fp is not None else ""
+        text = error.read(1024) if error.fp is not None else b""  # a detail for one line, no more
+        return _one_line(text.decode("utf-8", "replace"))
     except (OSError, HTTPException):  # the server cut the error answer short: the status suffices
         return ""
     finally:
@@ -182,9 +235,11 @@ class MqttSink:
             import paho.mqtt.client  # noqa: F401 - fail here, at start-up, not at the first send
         except ImportError as exc:
             raise ConfigError(MQTT_MISSING) from exc
-        parts = urlsplit(url)
+        parts = _split(url)
         if parts.scheme not in ("mqtt", "mqtts") or not parts.hostname:
-            raise ConfigError(f"Not an MQTT sync URL: {url!r}", "use mqtt://[user:pass@]host[:1883]/topic")
+            raise ConfigError(
+                f"Not an MQTT sync URL: {redact(url)!r}", "use mqtt://[user:pass@]host[:1883]/topic"
+            )
         topic = unquote(parts.path.lstrip("/"))
         if not topic or "#" in url or "+" in topic or parts.query:  # urlsplit reads "#" as a fragment
             raise ConfigError(
@@ -204,6 +259,7 @@ class MqttSink:
         self._connected = threading.Event()
         self._refusal: str | None = None
         self._lock = threading.Lock()  # one send at a time; the client is not shared mid-batch
+        self._closing = threading.Event()  # close() ends a send in flight instead of waiting for it
 
     def send(self, events: Sequence[Event]) -> None:
         if not events:
@@ -218,8 +274,13 @@ class MqttSink:
                 raise
 
     def close(self) -> None:
-        with self._lock:
-            self._drop()
+        """Drop the connection, ending a send in flight (its batch stays queued); the sink stays usable."""
+        self._closing.set()
+        try:
+            with self._lock:
+                self._drop()
+        finally:
+            self._closing.clear()
 
     def _fail(self, reason: str) -> SyncError:
         return SyncError(f"MQTT publish to {self.name} failed: {reason}")
@@ -256,6 +317,8 @@ class MqttSink:
         self._client = client
         client.loop_start()
         while not self._connected.wait(0.05):
+            if self._closing.is_set():
+                raise self._fail("the sink was closed")
             if self._refusal is not None:
                 raise self._fail(f"the broker refused the connection: {self._refusal}")
             if time.monotonic() > deadline:
@@ -276,6 +339,8 @@ class MqttSink:
             for info in infos:
                 # Short waits, so that a lost connection fails the batch now rather than at the deadline.
                 while not info.is_published():
+                    if self._closing.is_set():
+                        raise self._fail("the sink was closed")
                     if not self._connected.is_set():
                         raise self._fail("lost the connection to the broker before every PUBACK")
                     if time.monotonic() > deadline:
@@ -314,7 +379,7 @@ def core_sink(url: str, options: Mapping[str, Any]) -> EventSink | None:
     Reached through ``edgecv.runtime.defaults.edgecv_event_sink`` (``trylast``), which imports this
     module only when a run syncs.
     """
-    scheme = urlsplit(url).scheme.lower()
+    scheme = _split(url).scheme.lower()
     family = {"http": "http", "https": "http", "mqtt": "mqtt", "mqtts": "mqtt"}.get(scheme)
     if family is None:
         return None

@@ -24,8 +24,8 @@ from edgecv.events.store import EventStore
 
 log = logging.getLogger(__name__)
 
-JOIN_GRACE_S = 30.0
-"""How long ``stop`` waits, past its flush timeout, for a send in flight (sinks bound their own)."""
+STOP_GRACE_S = 1.0
+"""How long ``stop`` waits, past its flush timeout, for a send in flight before leaving it behind."""
 
 
 @attrs.define
@@ -48,7 +48,8 @@ class Syncer:
 
     ``on_error(message)`` is called once, the first time the sink fails (one line, for a CLI
     warning); later outages are only logged. Neither ``stop`` nor the syncer closes ``store`` or
-    ``sink``: they belong to the caller.
+    ``sink``: they belong to the caller, who closes the sink after ``stop`` (which ends a send that
+    ``stop`` left in flight).
     """
 
     def __init__(
@@ -82,7 +83,7 @@ class Syncer:
         self._rng = random.Random()
         self._lock = threading.Lock()  # one batch in flight, whoever calls run_once
         self._wake = threading.Event()
-        self._stopping = threading.Event()
+        self._stopping = threading.Event()  # one per thread: a thread left behind by stop() ends
         self._flush_deadline = 0.0
         self._thread: threading.Thread | None = None
 
@@ -90,8 +91,10 @@ class Syncer:
         """Start the background thread (once; a stopped syncer may be started again)."""
         if self._thread is not None and self._thread.is_alive():
             return
-        self._stopping.clear()
-        self._thread = threading.Thread(target=self._run, name="edgecv-sync", daemon=True)
+        self._stopping = threading.Event()
+        self._thread = threading.Thread(
+            target=self._run, args=(self._stopping,), name="edgecv-sync", daemon=True
+        )
         self._thread.start()
 
     def wake(self) -> None:
@@ -101,8 +104,9 @@ class Syncer:
     def stop(self, flush_timeout_s: float = 5.0) -> None:
         """Send what is pending for up to ``flush_timeout_s``, then stop the thread.
 
-        Unacknowledged events stay in the store for the next run. A send in flight is allowed to
-        finish (sinks bound it with their own timeout).
+        Unacknowledged events stay in the store for the next run. A send still in flight
+        ``STOP_GRACE_S`` after that is left behind on its daemon thread, whatever the receiver
+        does: its batch is not acknowledged, so it is sent again next time.
         """
         thread = self._thread
         if thread is None:
@@ -110,9 +114,13 @@ class Syncer:
         self._flush_deadline = time.monotonic() + max(0.0, flush_timeout_s)
         self._stopping.set()
         self._wake.set()
-        thread.join(max(0.0, flush_timeout_s) + JOIN_GRACE_S)
+        thread.join(max(0.0, flush_timeout_s) + STOP_GRACE_S)
         if thread.is_alive():
-            log.warning("Event sync to %s did not stop: a send is still in flight", self.sink.name)
+            log.warning(
+                "Event sync to %s: a send still in flight at shutdown was abandoned; "
+                "its events stay queued for the next run",
+                self.sink.name,
+            )
         self._thread = None
 
     def run_once(self) -> int:
@@ -137,13 +145,13 @@ class Syncer:
 
     # --- the thread ----------------------------------------------------------------------------
 
-    def _run(self) -> None:
-        while not self._stopping.is_set():
+    def _run(self, stopping: threading.Event) -> None:
+        while not stopping.is_set():
             self._wake.clear()  # before reading: an event added during the send wakes the next wait
             try:
                 sent = self.run_once()
             except Exception:  # recorded by run_once; the thread must outlive any sink
-                self._stopping.wait(self.stats.backoff_s)
+                stopping.wait(self.stats.backoff_s)
                 continue
             if sent < self.batch_size:
                 self._wake.wait(self.idle_poll_s)
@@ -171,6 +179,8 @@ class Syncer:
         if not stats.online:
             return
         stats.online = False
+        if self._abandoned():
+            return
         log.warning(
             "Event sync to %s is offline: %s; events stay queued and are retried",
             self.sink.name,
@@ -183,6 +193,10 @@ class Syncer:
                 self.on_error(f"event sync offline: {message} (events stay queued and are retried)")
             except Exception:
                 log.exception("The sync on_error callback raised")
+
+    def _abandoned(self) -> bool:
+        """A send that ``stop`` left behind failed (as closing the sink makes it): already reported."""
+        return self._stopping.is_set() and time.monotonic() > self._flush_deadline + STOP_GRACE_S
 
     def _succeeded(self, count: int) -> None:
         stats = self.stats
