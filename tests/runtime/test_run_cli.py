@@ -73,7 +73,9 @@ def test_save_writes_a_playable_annotated_video(video: Path, model_path: Path, t
     out = tmp_path / "out" / "annotated.mp4"
     result = run_edgecv("run", video, "--model", model_path, "--max-frames", "25", "--save", out, "--track")
     assert result.returncode == 0, result.stderr
-    capture = cv2.VideoCapture(str(out))
+    first = out.with_name("annotated-0000.mp4")  # MP4 is recorded in closed 10 s segments: 25 frames fit one
+    assert f"annotated video: {first}" in result.stderr
+    capture = cv2.VideoCapture(str(first))
     frames = 0
     while True:
         ok, image = capture.read()
@@ -164,8 +166,9 @@ def test_sigterm_stops_cleanly_and_keeps_everything(video: Path, model_path: Pat
     assert 15 <= len(frames) < 300
     assert stderr.count(" processed, ") == 2, stderr  # once on SIGUSR1, once at exit
     assert "Traceback" not in stderr
-    capture = cv2.VideoCapture(str(out))
-    assert int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) == len(frames)
+    segments = sorted(tmp_path.glob("out-*.mp4"))  # closed 10 s segments
+    assert segments and not list(tmp_path.glob(".*part*"))
+    assert sum(int(cv2.VideoCapture(str(p)).get(cv2.CAP_PROP_FRAME_COUNT)) for p in segments) == len(frames)
     with sqlite3.connect(db) as conn:
         assert conn.execute("SELECT COUNT(*) FROM events").fetchone()[0] > 0
 

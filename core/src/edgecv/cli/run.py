@@ -15,7 +15,7 @@ if TYPE_CHECKING:
     from edgecv.events.policy import EventPolicy
     from edgecv.model import Model
     from edgecv.runtime.loop import RunConfig, Runtime
-    from edgecv.runtime.outputs import WindowOutput
+    from edgecv.runtime.outputs import VideoOutput, WindowOutput
     from edgecv.runtime.stats import RunStats
     from edgecv.runtime.thermal import ThermalGovernor
 
@@ -72,7 +72,13 @@ class RunOptions(NamedTuple):
 )
 @click.option("--track", is_flag=True, help="Track objects (stable ids; boxes on skipped frames).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object per frame.")
-@click.option("--save", default=None, help="Write the annotated video here (.mp4 or .avi).")
+@click.option(
+    "--save",
+    default=None,
+    help="Record the annotated video: .mkv or .avi grow as one file that stays playable if the process "
+    "is killed (all but the last seconds); .mp4 or .mov are cut into closed 10 s segments "
+    "NAME-0000.mp4, NAME-0001.mp4, ... (a kill loses the open one).",
+)
 @click.option("--show", is_flag=True, help="Show the annotated video in a window (q or Esc stops).")
 @click.option("--max-frames", type=click.IntRange(min=1), default=None, help="Stop after N frames.")
 @click.option(
@@ -120,15 +126,19 @@ class RunOptions(NamedTuple):
 @click.option("--stats-json", default=None, help="Also write the final statistics as JSON to this file.")
 def run_command(**options: Any) -> None:
     """Run a detector on SOURCE: a video file, camera index, /dev/video*, RTSP/HTTP URL or GStreamer
-    pipeline, until it ends, a limit is reached, or Ctrl-C / SIGTERM (SIGUSR1 prints statistics)."""
+    pipeline, until it ends, a limit is reached, or Ctrl-C / SIGTERM / SIGHUP (SIGUSR1 prints
+    statistics)."""
     import contextlib
 
     from edgecv.runtime.loop import Runtime
+    from edgecv.runtime.outputs import VideoOutput
     from edgecv.runtime.sources import open_source
 
     opts = RunOptions(**options)
     classes = parse_class_ids(opts.classes)
     config, policy, governor = _run_config(opts), _event_policy(opts), _governor(opts)
+    if opts.stats_json:  # fail now, not after a run of hours
+        _check_output_file(opts.stats_json, "--stats-json", "stats.json")
     started: list[Runtime] = []  # the window's q / Esc stops the runtime once there is one
     with contextlib.ExitStack() as stack:
         outputs: list[object] = []
@@ -153,7 +163,7 @@ def run_command(**options: Any) -> None:
         started.append(runtime)
         runtime.install_signal_handlers()
         stats = runtime.run()
-    _report(opts, stats)
+    _report(opts, stats, [o for o in outputs if isinstance(o, VideoOutput)])
 
 
 def _run_config(opts: RunOptions) -> RunConfig:
@@ -231,15 +241,34 @@ def _closed_by(stack: ExitStack, output: OutputT) -> OutputT:
     return output
 
 
-def _report(opts: RunOptions, stats: RunStats) -> None:
+def _check_output_file(path: str, option: str, example: str) -> None:
+    from pathlib import Path
+
+    from edgecv.files import check_output_file
+
+    check_output_file(Path(path), option, example)
+
+
+def _report(opts: RunOptions, stats: RunStats, videos: list[VideoOutput]) -> None:
     import json
     from pathlib import Path
 
+    from edgecv.errors import ConfigError
     from edgecv.files import atomic_target
 
     click.echo(stats.format(), err=True)
-    if opts.save:
-        click.echo(f"annotated video: {opts.save}", err=True)
+    for video in videos:
+        files = video.files
+        if len(files) == 1:
+            click.echo(f"annotated video: {files[0]}", err=True)
+        elif files:
+            click.echo(f"annotated video: {files[0]} ... {files[-1]} ({len(files)} segments)", err=True)
     if opts.stats_json:
-        with atomic_target(Path(opts.stats_json)) as partial:
-            partial.write_text(json.dumps(stats.to_dict(), indent=2) + "\n")
+        try:
+            with atomic_target(Path(opts.stats_json)) as partial:
+                partial.write_text(json.dumps(stats.to_dict(), indent=2) + "\n")
+        except OSError as exc:
+            raise ConfigError(
+                f"Cannot write --stats-json {opts.stats_json}: {exc.strerror or exc}",
+                "Choose a writable path.",
+            ) from exc

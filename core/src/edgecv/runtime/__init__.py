@@ -2,7 +2,8 @@
 
 ``edgecv.Runtime`` / ``edgecv.RunConfig`` / ``edgecv.FrameResult`` are the public names; the
 submodules are ``sources`` (capture threads), ``tracker`` (ByteTrack-style), ``thermal``
-(sensor + policy), ``inference`` (the watched model thread), ``loop``, ``outputs``, ``stats``,
+(sensor + policy), ``inference`` (the watched model thread), ``loop``, ``outputs``, ``recording``
+(crash-safe ``--save`` videos), ``threads`` (bounded joins at shutdown), ``stats``,
 ``hookspecs`` / ``defaults`` / ``observers`` (the service's hooks, its ``trylast``
 implementations, and each run's own plugin manager) and ``throughput`` (``edgecv bench --video``).
 """

@@ -25,8 +25,9 @@ def edgecv_on_result(result: FrameResult) -> None:
     """Observer: one video frame went through the runtime (inferred, or tracked on a skipped frame).
 
     Called in the runtime's loop thread for every frame of that runtime's source, in order
-    (``result.source`` names it). Keep it fast: a slow observer lowers the frame rate. Exceptions
-    stop the run with the observer named in the error.
+    (``result.source`` names it). Keep it fast: a slow observer lowers the frame rate. An exception
+    stops the run with a ``PluginError`` naming the plugin (an ``EdgecvError`` passes unchanged);
+    the observers after it are still called for that frame.
     """
 
 
@@ -35,20 +36,25 @@ def edgecv_on_events(events: Sequence[Event]) -> None:
     """Observer: ``events`` were just written to the event log (durably, before this call).
 
     Called in the loop thread after each batch is committed; the same events are synced to the
-    sink in the background.
+    sink in the background. An exception is logged as a warning naming the plugin and the run goes
+    on: the events are already in the log.
     """
 
 
 @hookspec
 def edgecv_on_throttle(state: ThrottleState) -> None:
-    """Observer: the thermal throttle changed (factor, pause or resume), with the temperature."""
+    """Observer: the thermal throttle changed (factor, pause or resume), with the temperature.
+
+    An exception is logged as a warning naming the plugin and the run goes on.
+    """
 
 
 @hookspec
 def edgecv_on_restart(reason: str, restarts: int) -> None:
     """Observer: the watchdog restarted part of the pipeline (stalled source, reconnect, crash).
 
-    ``restarts`` is the number of restarts so far in this run, this one included.
+    ``restarts`` is the number of restarts so far in this run, this one included. An exception is
+    logged as a warning naming the plugin and the run goes on.
     """
 
 

@@ -17,6 +17,7 @@ import numpy.typing as npt
 from edgecv.detections import Detections
 from edgecv.model import Model
 from edgecv.postprocess import PostprocessOptions
+from edgecv.runtime.threads import join_thread
 
 Job = tuple[npt.NDArray[np.uint8], str | None, PostprocessOptions | None]
 
@@ -63,6 +64,10 @@ class InferenceWorker:
             raise error
         assert detections is not None
         return detections
+
+    def join(self, timeout_s: float) -> bool:
+        """Wait up to ``timeout_s`` for the thread to end (after ``close``); True when it has."""
+        return join_thread(self._thread, timeout_s)
 
     def close(self, *_: Any) -> None:
         """Ask the thread to exit after its current job; never blocks (it may be stuck)."""

@@ -43,6 +43,7 @@ from edgecv.runtime.results import FrameResult
 from edgecv.runtime.sources import EndOfStream, Frame, FrameSource, open_source
 from edgecv.runtime.stats import RunStats
 from edgecv.runtime.thermal import ThermalGovernor, ThrottleState
+from edgecv.runtime.threads import wait_futures
 from edgecv.runtime.tracker import ByteTracker, TrackerConfig
 
 if TYPE_CHECKING:  # sqlite3 and urllib are imported only by runs that log or sync events
@@ -83,6 +84,8 @@ class RunConfig:
     in_flight: int = attrs.field(default=3, validator=_positive)
     """Inferences submitted ahead when the model's session is asynchronous (else one at a time)."""
 
+
+_FINISH_TIMEOUT_S = 5.0  # the end of a run waits at most this long for the model's thread
 
 # What the loop decided for a frame when it was read.
 PAUSED, INFER, CARRY = "paused", "infer", "carry"
@@ -143,6 +146,8 @@ class Runtime:
     ) -> None:
         if sink is not None and events is None:
             raise ConfigError("An event sink needs an event log to send from", "Pass events= too.")
+        if event_policy is not None:  # a typo in the classes would log nothing, forever
+            event_policy.check_classes(model.names)
         self.model = model
         self.config = config or RunConfig()
         with contextlib.ExitStack() as opened:
@@ -213,7 +218,8 @@ class Runtime:
         return self._stop.is_set()
 
     def install_signal_handlers(self, on_stats: Callable[[RunStats], None] | None = None) -> None:
-        """SIGINT/SIGTERM stop cleanly (a second SIGINT interrupts); SIGUSR1 reports stats.
+        """SIGINT, SIGTERM and SIGHUP (a closed terminal or SSH session) stop cleanly, a second
+        SIGINT interrupts; SIGUSR1 reports stats.
 
         Call from the main thread. ``on_stats`` defaults to printing the summary to stderr.
         """
@@ -231,6 +237,8 @@ class Runtime:
 
         signal.signal(signal.SIGINT, stop)
         signal.signal(signal.SIGTERM, stop)
+        if hasattr(signal, "SIGHUP"):
+            signal.signal(signal.SIGHUP, stop)
         if hasattr(signal, "SIGUSR1"):
             signal.signal(signal.SIGUSR1, report)
 
@@ -503,26 +511,39 @@ class Runtime:
             source.reconnects,
         )
         if self.events is not None:
-            store = self.events.store.stats()
+            store = self.events.stats()
             self.stats.events_pending, self.stats.events_dropped = store.pending, store.dropped
             if self.events.syncer is not None:
                 sync = self.events.syncer.stats
                 self.stats.synced, self.stats.sync_failures = sync.sent, sync.failures
 
     def _finish(self, hook: Any | None) -> None:
-        """End the run in the order that loses nothing: events first, then sync, then what the
-        runtime opened (``close``). ``hook`` is ``None`` when the run's plugins were refused."""
+        """End the run in the order that loses nothing: events first, then sync, then the model's
+        thread, then what the runtime opened (``close``); each step runs even when one before it
+        failed. ``hook`` is ``None`` when the run's plugins were refused."""
         self.stats.ended = time.monotonic()
-        try:
-            if self.events is not None and hook is not None:
-                self._events_written(self.events.flush(), hook)
-        finally:
-            try:
-                if self.events is not None:
-                    self.events.stop()
-                if self._worker is not None:
-                    self._worker.close()
-                self._refresh_stats()
-            finally:
-                self._run = None  # this generator is ending: close() must not close it again
-                self.close()
+        with contextlib.ExitStack() as steps:  # run last-registered first
+            steps.callback(self._closed_by_finish)
+            steps.callback(self._refresh_stats)
+            steps.callback(self._stop_inference)
+            if self.events is not None:
+                steps.callback(self.events.stop)
+                if hook is not None:
+                    self._events_written(self.events.flush(), hook)
+
+    def _stop_inference(self) -> None:
+        """Stop the model's thread, or let the frames in flight finish, waiting a bounded time (a
+        second Ctrl-C included): a thread still inside a native runtime when the interpreter shuts
+        down aborts the process."""
+        timeout_s = min(self.config.stall_timeout_s, _FINISH_TIMEOUT_S)
+        if self._worker is not None:
+            self._worker.close()
+            if not self._worker.join(timeout_s):
+                log.warning("the inference thread is still busy after %g s; leaving it", timeout_s)
+        in_flight = [pending.future for pending in self._pending if pending.future is not None]
+        if in_flight and not wait_futures(in_flight, timeout_s):
+            log.warning("inferences in flight are still busy after %g s; leaving them", timeout_s)
+
+    def _closed_by_finish(self) -> None:
+        self._run = None  # this generator is ending: close() must not close it again
+        self.close()

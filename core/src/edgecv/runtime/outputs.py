@@ -1,4 +1,4 @@
-"""Where ``edgecv run`` sends results: JSON lines, an annotated video file, a window.
+"""Where ``edgecv run`` sends results: JSON lines, an annotated video recording, a window.
 
 Each output is an ordinary plugin object implementing ``edgecv_on_result``, so the CLI uses the
 same hook an embedding app would, and an app can reuse these outputs next to its own.
@@ -21,6 +21,7 @@ import numpy.typing as npt
 from edgecv.annotate import draw
 from edgecv.errors import ConfigError
 from edgecv.hookspecs import hookimpl
+from edgecv.runtime.recording import SEGMENT_S, Recording
 from edgecv.runtime.results import FrameResult
 
 
@@ -56,56 +57,30 @@ class JsonLinesOutput:
 
 
 class VideoOutput:
-    """An annotated video file, written beside the target and renamed onto it when closed.
+    """The annotated video, recorded so that it survives a crash (``recording``: .mkv/.avi grow
+    playable under their name, .mp4/.mov are cut into closed segments of ``segment_s`` seconds).
 
-    The rename also happens after a failure or Ctrl-C: the frames written so far are kept as a
-    finished, playable file rather than lost.
+    Closing after a failure or Ctrl-C finishes the file being written: the frames so far are kept.
     """
 
-    def __init__(self, path: str | Path, fps: float | None) -> None:
-        self.path = Path(path)
-        if self.path.is_dir():
-            raise ConfigError(f"--save {self.path} is a folder", "Pass a file name such as out.mp4.")
-        suffix = self.path.suffix.lower()
-        if suffix not in (".mp4", ".avi", ".mkv", ".mov"):
-            raise ConfigError(
-                f"--save {self.path}: unsupported video type {suffix or '(none)'}", "Use .mp4 or .avi."
-            )
-        self.fps = fps if fps and 0 < fps < 1000 else 30.0
-        self._partial = self.path.with_name(f".{self.path.stem}.part{self.path.suffix}")
-        self._writer: cv2.VideoWriter | None = None
-        self.frames = 0
+    def __init__(self, path: str | Path, fps: float | None, segment_s: float = SEGMENT_S) -> None:
+        self.recording = Recording(Path(path), fps, segment_s)
 
-    def _open(self, width: int, height: int) -> cv2.VideoWriter:
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise ConfigError(
-                f"Cannot create the folder for --save {self.path}: {exc.strerror}", "Choose a writable path."
-            ) from exc
-        fourcc = cv2.VideoWriter.fourcc(*("mp4v" if self.path.suffix.lower() in (".mp4", ".mov") else "MJPG"))
-        writer = cv2.VideoWriter(str(self._partial), fourcc, self.fps, (width, height))
-        if not writer.isOpened():
-            raise ConfigError(
-                f"Cannot write video {self.path}",
-                "Check that the folder is writable and the suffix is .mp4 or .avi.",
-            )
-        return writer
+    @property
+    def files(self) -> list[Path]:
+        """The video files written, in order."""
+        return self.recording.files
+
+    @property
+    def frames(self) -> int:
+        return self.recording.frames
 
     @hookimpl
     def edgecv_on_result(self, result: FrameResult) -> None:
-        if self._writer is None:
-            height, width = result.image.shape[:2]
-            self._writer = self._open(width, height)
-        self._writer.write(annotate(result))
-        self.frames += 1
+        self.recording.write(annotate(result))
 
     def close(self) -> None:
-        if self._writer is None:
-            return
-        self._writer.release()
-        self._writer = None
-        os.replace(self._partial, self.path)
+        self.recording.close()
 
 
 class WindowOutput:

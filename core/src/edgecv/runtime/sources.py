@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
+import os
 import random
 import re
 import sys
@@ -36,6 +37,8 @@ import numpy.typing as npt
 
 from edgecv.errors import ConfigError, EdgecvError
 from edgecv.native_output import stderr_silenced
+from edgecv.runtime.threads import join_thread
+from edgecv.urls import redact_within
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +49,6 @@ _JOIN_TIMEOUT_S = 2.0  # close() waits this long for the capture thread; a stuck
 _TICK_S = 0.25  # longest uninterrupted wait of a capture thread, so last_progress stays fresh
 _JITTER = 0.1  # backoff delays are lengthened by up to 10% so that many cameras do not retry in step
 _STREAM = re.compile(r"^(rtsps?|rtmps?|https?)://", re.IGNORECASE)
-_CREDENTIALS = re.compile(r"([a-z][a-z0-9+.-]*://)[^/\s@]+@", re.IGNORECASE)
 
 _CAMERA_HINT = (
     "List cameras with `ls /dev/video*` (or v4l2-ctl --list-devices); check permissions (video group)."
@@ -103,12 +105,35 @@ class Capture(Protocol):
 Opener = Callable[[str | int], Capture]
 
 
+def opencv_path(path: str | os.PathLike[str]) -> str:
+    """``path`` as OpenCV's video calls must get it: as bytes, typed ``str`` for OpenCV's stubs.
+
+    ``cv2.VideoCapture`` and ``cv2.VideoWriter`` segfault on a ``str`` path that is not valid UTF-8
+    (a surrogate-escaped file name); they take the file system's own bytes correctly.
+    """
+    return cast(str, os.fsencode(path))
+
+
+def quiet_ffmpeg() -> None:
+    """FFmpeg's own log off, so a damaged video reaches users as edgecv's one-line warnings and
+    errors rather than FFmpeg's lines on stderr.
+
+    OpenCV reads ``OPENCV_FFMPEG_LOGLEVEL`` once, when FFmpeg is first used: call this before any
+    capture or writer. A level the user set wins, and ``--debug`` keeps FFmpeg's messages.
+    """
+    if not log.isEnabledFor(logging.DEBUG):
+        os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")  # AV_LOG_QUIET
+
+
 def open_capture(target: str | int) -> Capture:
     """A ``cv2.VideoCapture`` for ``target``; GStreamer pipelines (``... ! appsink``) use CAP_GSTREAMER."""
+    quiet_ffmpeg()
     if isinstance(target, str) and " ! " in target:
         capture = cv2.VideoCapture(target, cv2.CAP_GSTREAMER)
     elif isinstance(target, str) and target.startswith("/dev/video") and sys.platform.startswith("linux"):
-        capture = cv2.VideoCapture(target, cv2.CAP_V4L2)
+        capture = cv2.VideoCapture(opencv_path(target), cv2.CAP_V4L2)
+    elif isinstance(target, str):
+        capture = cv2.VideoCapture(opencv_path(target))
     else:
         capture = cv2.VideoCapture(target)
     return cast(Capture, capture)
@@ -118,7 +143,7 @@ def display_name(spec: str | int) -> str:
     """How a source is named in logs: camera indexes spelled out, URL credentials hidden."""
     if isinstance(spec, int):
         return f"camera {spec}"
-    return _CREDENTIALS.sub(r"\1***@", spec)
+    return redact_within(spec)
 
 
 def source_kind(spec: str | int) -> SourceKind:
@@ -309,10 +334,12 @@ class FrameSource:
                 worker.cancelled.set()
             self._cond.notify_all()
         thread = worker.thread if worker is not None else None
-        if thread is not None and thread is not threading.current_thread():
-            thread.join(_JOIN_TIMEOUT_S)
-            if thread.is_alive():
-                log.warning("%s: capture thread still blocked in the driver; leaving it", self.name)
+        if (
+            thread is not None
+            and thread is not threading.current_thread()
+            and not join_thread(thread, _JOIN_TIMEOUT_S)
+        ):
+            log.warning("%s: capture thread still blocked in the driver; leaving it", self.name)
 
     def __enter__(self) -> FrameSource:
         """Start it (unless started already); leaving the ``with`` closes it."""
