@@ -9,7 +9,7 @@ import numpy as np
 import numpy.typing as npt
 
 from edgecv.detections import Detections
-from edgecv.errors import EdgecvError
+from edgecv.images import write_image
 
 
 def colour(class_id: int) -> tuple[int, int, int]:
@@ -51,9 +51,5 @@ def draw(image: npt.NDArray[np.uint8], detections: Detections) -> npt.NDArray[np
 
 
 def save_annotated(image: npt.NDArray[np.uint8], detections: Detections, path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if not cv2.imwrite(str(path), draw(image, detections)):
-        raise EdgecvError(
-            f"Cannot write {path}", "Check that the folder is writable and the suffix is an image type."
-        )
-    return path
+    """Write ``image`` with ``detections`` drawn to ``path`` (any file name; never through a link there)."""
+    return write_image(path, draw(image, detections))

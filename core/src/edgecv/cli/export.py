@@ -60,9 +60,11 @@ def export_command(
     from edgecv import plugins, registry
     from edgecv.backends import select_exporter
     from edgecv.errors import BackendError
+    from edgecv.files import check_writable
 
-    source = registry.resolve(model)
     exporter = select_exporter(plugins.exporters(), target)
+    check_writable(Path(output), "-o")  # before a download or the (slow) export, not after them
+    source = registry.resolve(model)
     validate = _validator() if check_data is not None else None  # fail before a long export
     options: dict[str, Any] = {
         "precision": precision,

@@ -40,16 +40,27 @@ def predict_command(
     as_json: bool,
     save_dir: str | None,
 ) -> None:
-    """Detect objects in image files or folders of images (SOURCES)."""
+    """Detect objects in image files or folders of images (SOURCES).
+
+    A JPEG far larger than any model input is decoded reduced (its longer side kept at 4096 pixels
+    or more) and saved at that size with --save; boxes are given in the file's own pixels.
+    """
     import edgecv
     from edgecv.errors import EdgecvError, ImageError
-    from edgecv.images import iter_image_files, read_image
+    from edgecv.images import iter_image_files, read_image_reduced
     from edgecv.registry import DEFAULT_MODEL
 
-    files = list(iter_image_files(sources))
-    missing = [f for f in files if not f.exists()]
+    # A mistyped argument fails before the model loads; a broken file inside a folder is reported
+    # when its turn comes, like any unreadable image, and the others are still predicted.
+    missing = [source for source in sources if not Path(source).exists()]
     if missing:
         raise ImageError(f"Image {missing[0]} does not exist", "Check the path.")
+    files = list(iter_image_files(sources))
+    output = Path(save_dir) if save_dir else None
+    if output is not None:
+        from edgecv.files import check_writable
+
+        check_writable(output, "--save", folder=True)
     class_ids = parse_class_ids(classes)
     loaded = edgecv.load(
         model or DEFAULT_MODEL,
@@ -63,26 +74,25 @@ def predict_command(
         classes=class_ids,
         **backend_options(threads),
     )
-    output = Path(save_dir) if save_dir else None
     failures = 0
     for file in files:
         try:
-            image = read_image(file)
+            read = read_image_reduced(file)
         except EdgecvError as exc:
             if len(files) == 1:
                 raise
             click.echo(f"error: {exc}", err=True)
             failures += 1
             continue
-        detections = loaded.predict(image, source=str(file))
+        detections = loaded.predict(read.image, source=str(file))
         if as_json:
-            click.echo(json.dumps(detections.to_dict()))
+            click.echo(json.dumps(read.restore(detections).to_dict()))
         else:
-            _print_summary(file, detections)
+            _print_summary(file, read.restore(detections))
         if output is not None:
             from edgecv.annotate import save_annotated
 
-            save_annotated(image, detections, output / file.name)
+            save_annotated(read.image, detections, output / file.name)  # drawn at the decoded size
     if failures:
         raise click.exceptions.Exit(1)
 

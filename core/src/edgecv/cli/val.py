@@ -52,14 +52,11 @@ def val_command(
     NMS is multi-label (the COCO evaluation protocol); class names come from the model or --names.
     """
     import edgecv
-    from edgecv.errors import ConfigError
     from edgecv.evaluation import validate
+    from edgecv.postprocess import PostprocessOptions
     from edgecv.registry import DEFAULT_MODEL
 
-    if not 0 <= conf <= 1 or not 0 <= iou <= 1:
-        raise ConfigError(f"--conf {conf} / --iou {iou} must lie in 0..1", "E.g. --conf 0.001 --iou 0.7.")
-    if max_det < 1:
-        raise ConfigError(f"--max-det {max_det} must be at least 1", "E.g. --max-det 300.")
+    PostprocessOptions(conf=conf, iou=iou, max_det=max_det)  # checks them before the model loads
     loaded = edgecv.load(
         model or DEFAULT_MODEL, backend, arch=arch, imgsz=imgsz, names=names, **backend_options(threads)
     )

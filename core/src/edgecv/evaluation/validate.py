@@ -11,7 +11,6 @@ reported as ``DatasetWarning`` (first few only; all of them are in ``ValResult.i
 from __future__ import annotations
 
 import json
-import os
 import sys
 import time
 import warnings
@@ -27,6 +26,7 @@ import numpy.typing as npt
 from edgecv.errors import ConfigError, EdgecvError
 from edgecv.evaluation.datasets import Dataset, DatasetError, Sample, load_dataset
 from edgecv.evaluation.metrics import ImageMatches, accumulate, match_image
+from edgecv.files import atomic_target, check_output_file
 from edgecv.images import read_image
 from edgecv.postprocess import PostprocessOptions
 
@@ -149,7 +149,7 @@ def validate(
     """
     dataset = load_dataset(data, model.names)
     if save_json is not None:
-        _check_writable(Path(save_json))
+        check_output_file(Path(save_json), "--save-json", "detections.json")  # before a long run
     _warn(dataset.issues, "dataset problems")
     options = PostprocessOptions(conf=conf, iou=iou, max_det=max_det, multi_label=True)
     run = _Run(dataset, model, max_det, keep_detections=save_json is not None)
@@ -320,26 +320,15 @@ def _coco_results(found: Detections, image_id: int, category_ids: Sequence[int])
     return entries
 
 
-def _check_writable(path: Path) -> None:
-    """Fail before a long run rather than after it."""
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise _unwritable(path, exc) from exc
-    if path.is_dir() or not os.access(path.parent, os.W_OK):
-        raise _unwritable(path, None)
-
-
 def _write_json(path: Path, entries: list[dict[str, Any]]) -> None:
+    """Through a fresh temporary name, renamed: never through a link planted at ``path``."""
     try:
-        path.write_text(json.dumps(entries, separators=(",", ":")) + "\n", encoding="utf-8")
+        with atomic_target(path) as partial:
+            partial.write_text(json.dumps(entries, separators=(",", ":")) + "\n", encoding="utf-8")
     except OSError as exc:
-        raise _unwritable(path, exc) from exc
-
-
-def _unwritable(path: Path, exc: OSError | None) -> ConfigError:
-    reason = (exc.strerror or str(exc)) if exc is not None else "not a writable file path"
-    return ConfigError(f"Cannot write detections to {path}: {reason}", "Pass a writable --save-json path.")
+        raise ConfigError(
+            f"Cannot write detections to {path}: {exc.strerror or exc}", "Pass a writable --save-json path."
+        ) from exc
 
 
 def _warn(issues: Sequence[str], what: str) -> None:

@@ -49,7 +49,10 @@ class DnnSession:
             # OpenCV has one thread pool per process: this applies to every cv2 call, not just this model.
             cv2.setNumThreads(threads)
         try:
-            net = cv2.dnn.readNetFromONNX(str(path))
+            # From memory: OpenCV crashes on a file name that is not UTF-8.
+            net = cv2.dnn.readNetFromONNX(np.fromfile(path, dtype=np.uint8))
+        except OSError as exc:
+            raise ModelError(f"Cannot read {path}: {exc.strerror or exc}", "Check the file.") from exc
         except cv2.error as exc:
             raise ModelError(
                 f"OpenCV DNN cannot load {path.name}: {_first_line(exc)}",

@@ -29,6 +29,7 @@ from edgecv.backend import (
     ExportOptions,
     ModelError,
     ModelSpec,
+    atomic_target,
     calibration_files,
     parse_metadata_value,
     read_image,
@@ -254,9 +255,8 @@ def _verify(work: Path, spec: ModelSpec, source: Path) -> None:
 
 
 def _install(work: Path, target: Path) -> None:
-    """Copy the three files into ``target``, each under a temporary name then renamed, weights first."""
+    """Copy the three files into ``target``, each under a fresh temporary name then renamed, weights first."""
     target.mkdir(parents=True, exist_ok=True)
     for name in (BIN, PARAM, paramfile.METADATA_FILE):
-        partial = target / f".{name}.part"
-        shutil.copyfile(work / name, partial)
-        os.replace(partial, target / name)
+        with atomic_target(target / name) as partial:
+            shutil.copyfile(work / name, partial)

@@ -263,7 +263,8 @@ class NcnnSession:
         metadata = read_metadata(files)
         net = create_net(settings)
         with stderr_captured() as lines:
-            status = net.load_param(str(files.param))
+            # From memory: the bindings refuse a file name that is not UTF-8, but not its text.
+            status = net.load_param_mem(files.param.read_text(encoding="utf-8", errors="replace"))
         if status != 0:
             raise ModelError(
                 f"ncnn cannot load the graph {files.param.name}{_quote(lines)}",

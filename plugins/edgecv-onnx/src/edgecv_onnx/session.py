@@ -76,6 +76,23 @@ def _tensor(arg: Any) -> TensorSpec:
     return TensorSpec(arg.name, _dims(arg.shape), _ORT_TYPES.get(arg.type, arg.type))
 
 
+def _model_source(path: Path) -> str | bytes:
+    """The file name, or the model's bytes when the name is not UTF-8.
+
+    onnxruntime's bindings refuse a name with undecodable bytes (Python holds them as surrogates);
+    from bytes, only weights kept in side files (ONNX external data) cannot be found.
+    """
+    name = str(path)
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        try:
+            return path.read_bytes()
+        except OSError as exc:
+            raise ModelError(f"Cannot read {path}: {exc.strerror or exc}", "Check the file.") from exc
+    return name
+
+
 class OnnxSession:
     """An ``InferenceSession`` with its input and output names bound once."""
 
@@ -92,10 +109,9 @@ class OnnxSession:
         if path.is_dir():
             raise ModelError(f"{path} is a folder, not an .onnx file", "Pass the .onnx file itself.")
         providers = choose_providers(options.get("providers"))
+        model = _model_source(path)
         try:
-            session = ort.InferenceSession(
-                str(path), sess_options=session_options(options), providers=providers
-            )
+            session = ort.InferenceSession(model, sess_options=session_options(options), providers=providers)
         except Exception as exc:  # onnxruntime raises its own exception types for bad files
             first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise ModelError(

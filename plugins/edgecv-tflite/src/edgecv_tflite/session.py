@@ -154,12 +154,21 @@ def _native_stderr_filtered() -> Iterator[None]:
         sys.stderr.write("\n".join(kept) + "\n")
 
 
+def _model_content(path: Path) -> bytes:
+    """The model's bytes: LiteRT's bindings refuse a file name that is not UTF-8, not its contents."""
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise ModelError(f"Cannot read {path}: {exc.strerror or exc}", "Check the file.") from exc
+
+
 def _interpreter(path: Path, options: Mapping[str, Any], delegates: Sequence[Any]) -> Any:
     module = runtime.interpreter_module()
+    content = _model_content(path)  # the interpreter keeps a reference to it
     try:
         with _native_stderr_filtered():
             interpreter = module.Interpreter(
-                model_path=str(path),
+                model_content=content,
                 num_threads=options.get("threads"),
                 experimental_delegates=list(delegates) or None,
             )
@@ -180,7 +189,7 @@ def _edgetpu_interpreter(path: Path, options: Mapping[str, Any]) -> tuple[Any, t
     if importlib.util.find_spec("pycoral") is not None:
         edgetpu = importlib.import_module("pycoral.utils.edgetpu")
         try:
-            interpreter = edgetpu.make_interpreter(str(path), device=device)
+            interpreter = edgetpu.make_interpreter(_model_content(path), device=device)
             interpreter.allocate_tensors()
         except (ValueError, RuntimeError) as exc:
             raise ModelError(
