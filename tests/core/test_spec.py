@@ -19,6 +19,8 @@ import edgecv
 from edgecv.errors import ConfigError, ModelError
 from edgecv.names import COCO80
 from edgecv.spec import (
+    MAX_METADATA_VALUE,
+    MetadataWarning,
     imgsz_from_metadata,
     infer_layout,
     load_names,
@@ -60,6 +62,58 @@ def test_parse_metadata_value_keeps_plain_strings() -> None:
     assert parse_metadata_value("Ultralytics") == "Ultralytics"
     assert parse_metadata_value("32") == 32
     assert parse_metadata_value("False") is False
+
+
+# Metadata is untrusted: 200,000 characters of nesting made Python's parser raise MemoryError
+# (RecursionError on other versions), which surfaced as a catch-all error.
+HOSTILE = {
+    "unary minus": "-" * 200_000 + "1",
+    "lists": "[1," * 66_667,
+    "brackets": "[" * 200_000,
+    "braces": "{" * 200_000,
+}
+
+
+@pytest.mark.parametrize("value", HOSTILE.values(), ids=HOSTILE.keys())
+def test_hostile_metadata_is_ignored_with_a_warning(value: str) -> None:
+    with pytest.warns(MetadataWarning, match=r"model metadata 'names' is 200,00\d characters long.*ignored"):
+        assert names_from_metadata({"names": value}) is None
+    with pytest.warns(MetadataWarning, match="'imgsz' .*ignored .*--imgsz"):
+        assert imgsz_from_metadata({"imgsz": value}) is None
+    with pytest.warns(MetadataWarning, match="'imgsz'"):
+        assert resolve_input_size((1, 3, None, None), "NCHW", {"imgsz": value}, None) == (640, 640)
+
+
+def test_deeply_nested_metadata_under_the_size_limit_is_ignored_with_a_warning() -> None:
+    for value in ("-" * 60_000 + "1", "1+" * 30_000 + "1"):
+        assert len(value) <= MAX_METADATA_VALUE
+        with pytest.warns(MetadataWarning, match="'names' is nested too deeply to read; it is ignored"):
+            assert parse_metadata_value(value, "names") == value
+
+
+@pytest.mark.parametrize(
+    ("metadata", "warning"),
+    [
+        ({"names": "{'a': 'person'}"}, "keys are not all distinct class ids"),
+        ({"imgsz": "[100000, 640]"}, "not two sizes from 1 to 8192"),
+        ({"imgsz": "[0, 640]"}, "not two sizes"),
+        ({"imgsz": "[1e400, 640]"}, "not two sizes"),
+    ],
+)
+def test_malformed_names_and_sizes_are_ignored_with_a_warning(metadata: dict, warning: str) -> None:
+    with pytest.warns(MetadataWarning, match=warning):
+        assert names_from_metadata(metadata) is None and imgsz_from_metadata(metadata) is None
+
+
+def test_model_with_hostile_names_metadata_loads_with_default_names(tmp_path: Path, models: Path) -> None:
+    proto = onnx.load(str(models / "yolo11n_320_fp32_dequant.onnx"))
+    for entry in proto.metadata_props:
+        if entry.key == "names":
+            entry.value = HOSTILE["unary minus"]
+    onnx.save(proto, str(tmp_path / "hostile.onnx"))
+    with pytest.warns(MetadataWarning, match="'names'.*pass --names"):
+        model = edgecv.load(tmp_path / "hostile.onnx")
+    assert model.names == COCO80  # 80 classes in the outputs: the COCO names, as for no metadata
 
 
 def test_real_model_names_come_from_its_metadata(models: Path) -> None:

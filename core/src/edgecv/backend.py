@@ -17,7 +17,7 @@ docs/writing-a-backend.md.
 from __future__ import annotations
 
 import importlib
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -38,6 +38,7 @@ from edgecv.spec import (
     imgsz_from_metadata,
     parse_metadata_value,
 )
+from edgecv.validation import check_options, positive_int
 
 if TYPE_CHECKING:
     from edgecv.calibration import calibration_files
@@ -84,30 +85,6 @@ __all__ = [
 ]
 
 T = TypeVar("T")
-
-
-def check_options(options: Mapping[str, Any], known: Iterable[str], runtime: str) -> None:
-    """Reject backend options ``runtime`` does not know (``ConfigError`` listing the known ones)."""
-    allowed = set(known)
-    unknown = set(options) - allowed
-    if unknown:
-        raise ConfigError(
-            f"Unknown {runtime} option(s): {', '.join(sorted(unknown))}",
-            f"Known options: {', '.join(sorted(allowed))}.",
-        )
-
-
-def positive_int(options: Mapping[str, Any], name: str, runtime: str) -> int | None:
-    """Option ``name`` (e.g. ``threads``) as a positive ``int``, ``None`` when absent; else ``ConfigError``.
-
-    ``True`` is refused although Python counts it as an int: no runtime means 1 by it.
-    """
-    value = options.get(name)
-    if value is not None and (type(value) is not int or value < 1):
-        raise ConfigError(
-            f"{runtime} {name} must be a positive integer, got {value!r}", f"Pass e.g. {name}=4."
-        )
-    return value
 
 
 def single_input(inputs: Sequence[T], path: Path) -> T:

@@ -44,7 +44,9 @@ def edgecv_register_backends(register: Callable[[Backend], None]) -> None:
     """Declare the backends this plugin provides by calling ``register(Backend(...))``.
 
     Called once per plugin when plugins are loaded. Each plugin's implementation is called in
-    isolation: one that raises is reported as broken and the others still register.
+    isolation: one that raises is reported as broken and the others still register. A backend
+    name belongs to the plugin that registered it first: a later one with the same name is
+    refused and reported in a warning naming both plugins (``edgecv backends`` lists it).
     """
 
 
@@ -52,7 +54,8 @@ def edgecv_register_backends(register: Callable[[Backend], None]) -> None:
 def edgecv_register_exporters(register: Callable[[Exporter], None]) -> None:
     """Declare the formats this plugin writes by calling ``register(Exporter(...))``, one per format.
 
-    Called once per plugin when plugins are loaded, in isolation like ``edgecv_register_backends``.
+    Called once per plugin when plugins are loaded, in isolation like ``edgecv_register_backends``;
+    a format already registered by another plugin (case-insensitive) is refused the same way.
     """
 
 

@@ -17,13 +17,13 @@ import numpy as np
 import numpy.typing as npt
 import pluggy
 
-from edgecv import plugins
+from edgecv import plugins, validation
 from edgecv.backends import AsyncSession, Backend, Outputs, Session, select_backend
 from edgecv.decoders import choose_decoder
 from edgecv.decoders.base import Decoder
 from edgecv.detections import Detections, StageTimings
 from edgecv.errors import BackendError, ModelError
-from edgecv.images import ImageLike, as_bgr, read_image
+from edgecv.images import ImageLike, as_bgr, read_image_reduced
 from edgecv.postprocess import PostprocessOptions
 from edgecv.preprocess import LetterboxInfo
 from edgecv.spec import (
@@ -37,6 +37,9 @@ from edgecv.spec import (
     names_from_metadata,
     resolve_input_size,
 )
+
+OPTION_NAMES = tuple(field.name for field in attrs.fields(PostprocessOptions))
+"""The keywords a ``Model`` call takes."""
 
 
 class Model:
@@ -55,7 +58,7 @@ class Model:
     ) -> None:
         self.spec = spec
         self.session = session
-        self.options = options or PostprocessOptions()
+        self.options = self._checked(options or PostprocessOptions())
         self.load_ms = load_ms
         self.last_timings = StageTimings()
         self._hook = manager.hook
@@ -85,15 +88,26 @@ class Model:
     def __call__(
         self, source: ImageLike | list[ImageLike] | tuple[ImageLike, ...], **overrides: Any
     ) -> Detections | list[Detections]:
-        """Detect objects. ``overrides`` change ``PostprocessOptions`` (conf, iou, ...) for this call."""
-        options = attrs.evolve(self.options, **overrides) if overrides else self.options
+        """Detect objects. ``overrides`` change ``PostprocessOptions`` (conf, iou, ...) for this call;
+        an unknown or out-of-range one is a ``ConfigError``."""
+        options = self.options
+        if overrides:
+            validation.check_options(overrides, OPTION_NAMES, "model()")
+            options = self._checked(attrs.evolve(self.options, **overrides))
         if isinstance(source, (list, tuple)):
             return [self._one(item, options) for item in source]
         return self._one(source, options)
 
+    def _checked(self, options: PostprocessOptions) -> PostprocessOptions:
+        """``options``, once its class ids are known to be this model's."""
+        validation.class_ids(options.classes, len(self.spec.names))
+        return options
+
     def _one(self, source: ImageLike, options: PostprocessOptions) -> Detections:
         if isinstance(source, (str, os.PathLike)):
-            return self.predict(read_image(source), options, source=str(source))
+            # A huge JPEG decodes reduced (bounded memory); boxes come back in the file's pixels.
+            read = read_image_reduced(source)
+            return read.restore(self.predict(read.image, options, source=str(source)))
         return self.predict(as_bgr(source), options)
 
     def predict(
@@ -303,20 +317,20 @@ def load(
     from edgecv import registry
 
     start = time.perf_counter()
+    # Checked before anything is downloaded or opened; the class ids once the names are known.
+    post = PostprocessOptions(conf=conf, iou=iou, max_det=max_det, classes=classes)
     path = registry.resolve(model)
     manager = plugins.plugin_manager()
     chosen: Backend = select_backend(plugins.backends(), backend, path)
+    validation.positive_int(options, "threads", chosen.name)  # the one option every CLI command passes
     session: Session | None = manager.hook.edgecv_load(backend=chosen, path=path, options=dict(options))
     if session is None:
         raise ModelError(f"Backend {chosen.name!r} did not open {path}", "Check the installed plugins.")
     try:
         spec = build_spec(path, chosen.name, session.spec, arch=arch, imgsz=imgsz, names=names)
-        post = PostprocessOptions(
-            conf=conf, iou=iou, max_det=max_det, classes=tuple(classes) if classes else None
-        )
+        result = Model(spec, session, manager, post, load_ms=(time.perf_counter() - start) * 1e3)
     except BaseException:
         session.close()
         raise
-    result = Model(spec, session, manager, post, load_ms=(time.perf_counter() - start) * 1e3)
     manager.hook.edgecv_on_model_loaded(model=result)
     return result

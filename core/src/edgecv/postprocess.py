@@ -2,27 +2,60 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
+import numbers
+from collections.abc import Iterable, Sequence
+from typing import Any, TypeGuard
 
 import attrs
 import numpy as np
 import numpy.typing as npt
 
+from edgecv import validation
 from edgecv.decoders import DecodeContext, batched_nms
 from edgecv.detections import Detections
 from edgecv.preprocess import LetterboxInfo
 from edgecv.spec import ModelSpec
 
 
+def _as_class_ids(value: object) -> object:
+    """``classes`` as a tuple (one id, a list or an array are accepted; numpy ints become ints).
+    Anything else is kept as it is for the validator to refuse."""
+    if _is_int(value):
+        return (int(value),)
+    if isinstance(value, Iterable) and not isinstance(value, (str, bytes)):
+        return tuple(int(v) if _is_int(v) else v for v in value)
+    return value
+
+
+def _is_int(value: object) -> TypeGuard[numbers.Integral]:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def _conf(instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    validation.fraction(value, "conf", "the minimum score", "0.25")
+
+
+def _iou(instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    validation.fraction(value, "iou", "the NMS overlap limit", "0.45")
+
+
+def _max_det(instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    validation.count(value, "max_det", "the detections kept per image", 300)
+
+
+def _classes(instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    validation.class_ids(value, None)  # the range is the model's: ``Model`` checks it
+
+
 @attrs.frozen
 class PostprocessOptions:
-    """Thresholds for turning candidates into detections."""
+    """Thresholds for turning candidates into detections. Each value is checked when set
+    (``ConfigError``), whether it comes from the CLI, ``edgecv.load`` or a ``model(...)`` call."""
 
-    conf: float = 0.25
-    iou: float = 0.45
-    max_det: int = 300
-    classes: tuple[int, ...] | None = None
+    conf: float = attrs.field(default=0.25, validator=_conf)
+    iou: float = attrs.field(default=0.45, validator=_iou)
+    max_det: int = attrs.field(default=300, validator=_max_det)
+    classes: tuple[int, ...] | None = attrs.field(default=None, converter=_as_class_ids, validator=_classes)
     """Keep only these class ids (applied before NMS)."""
     agnostic: bool = False
     """Suppress across classes (one NMS for all) instead of per class."""

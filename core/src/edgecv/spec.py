@@ -10,6 +10,8 @@ import ast
 import functools
 import hashlib
 import os
+import reprlib
+import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
@@ -20,9 +22,18 @@ from edgecv.decoders.base import Decoder
 from edgecv.errors import ConfigError, ModelError
 from edgecv.names import COCO80
 
+MAX_METADATA_VALUE = 64 * 1024
+"""Characters of one metadata value parsed as a literal: names for thousands of classes fit."""
+MAX_METADATA_IMGSZ = 8192
+"""The largest input side taken from metadata (a bigger one would letterbox into gigabytes)."""
+
 Layout = Literal["NCHW", "NHWC"]
 ColorOrder = Literal["RGB", "BGR"]
 LetterboxMode = Literal["center", "topleft"]
+
+
+class MetadataWarning(UserWarning):
+    """A model's metadata value was ignored (too large, too deeply nested, or malformed)."""
 
 
 @attrs.frozen
@@ -131,48 +142,109 @@ def _sha256_cached(path: str, mtime_ns: int, size: int) -> str:
     return digest.hexdigest()
 
 
-def parse_metadata_value(value: str) -> Any:
-    """Ultralytics stores Python literals as strings (``"{0: 'person'}"``, ``"[640, 640]"``)."""
+def parse_metadata_value(value: str, key: str = "") -> Any:
+    """Ultralytics stores Python literals as strings (``"{0: 'person'}"``, ``"[640, 640]"``).
+
+    A value that is not a literal is returned as it is. Metadata is untrusted: a value longer than
+    ``MAX_METADATA_VALUE`` characters, or nested too deeply for Python's parser, is not parsed
+    either, with a ``MetadataWarning`` naming ``key``.
+    """
+    if len(value) > MAX_METADATA_VALUE:
+        _ignored(key, f"is {len(value):,} characters long, more than the {MAX_METADATA_VALUE:,} read")
+        return value
     try:
         return ast.literal_eval(value)
-    except (ValueError, SyntaxError):
+    except (ValueError, TypeError, SyntaxError):
+        return value
+    except (RecursionError, MemoryError):  # the parser's own limits on nesting
+        _ignored(key, "is nested too deeply to read")
         return value
 
 
+_OVERRIDES = {"names": " (pass --names FILE, names= in Python)", "imgsz": " (pass --imgsz, imgsz= in Python)"}
+
+
+def _ignored(key: str, why: str) -> None:
+    warnings.warn(
+        f"model metadata {key or 'value'!r} {why}; it is ignored{_OVERRIDES.get(key, '')}",
+        MetadataWarning,
+        stacklevel=3,
+    )
+
+
 def names_from_metadata(metadata: Mapping[str, str]) -> tuple[str, ...] | None:
+    """The class names the file declares (a list, or a dict by class id 0..N-1), else ``None``."""
     raw = metadata.get("names")
     if raw is None:
         return None
-    value = parse_metadata_value(raw) if isinstance(raw, str) else raw
+    value = parse_metadata_value(raw, "names") if isinstance(raw, str) else raw
     if isinstance(value, Mapping):
-        return tuple(str(value[k]) for k in sorted(value, key=int))
+        return _names_by_id(value)
     if isinstance(value, (list, tuple)):
-        return tuple(str(v) for v in value)
+        return tuple(str(v) for v in value) or None
     return None
+
+
+def _names_by_id(value: Mapping[Any, Any]) -> tuple[str, ...] | None:
+    """``{0: 'person', 1: 'bicycle'}`` (keys may be digit strings) in class-id order."""
+    by_id: dict[int, str] = {}
+    for key, name in value.items():
+        number = key if type(key) is int else int(key) if isinstance(key, str) and key.isdecimal() else None
+        if number is None or number in by_id:
+            _ignored("names", "is a dict whose keys are not all distinct class ids")
+            return None
+        by_id[number] = str(name)
+    return tuple(by_id[i] for i in sorted(by_id)) or None
 
 
 def load_names(names: Sequence[str] | str | os.PathLike[str]) -> tuple[str, ...]:
     """Class names given by the user: a sequence, or a text file with one name per line."""
+    hint = "Pass a text file with one class name per line (names=[...] in Python)."
     if isinstance(names, (str, os.PathLike)):
         path = Path(names)
         if not path.is_file():
-            raise ConfigError(
-                f"Names file {path} does not exist", "Pass a text file with one class name per line."
-            )
-        return tuple(line.strip() for line in path.read_text().splitlines() if line.strip())
-    return tuple(str(n) for n in names)
+            raise ConfigError(f"Names file {path} does not exist or is not a file", hint)
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"Cannot read names file {path}: {exc}", hint) from exc
+        found = tuple(line.strip() for line in text.splitlines() if line.strip())
+        if not found:
+            raise ConfigError(f"Names file {path} holds no class names", hint)
+        return found
+    found = tuple(str(n) for n in names)
+    if not found:
+        raise ConfigError("The class names are empty", hint)
+    return found
 
 
 def imgsz_from_metadata(metadata: Mapping[str, str]) -> tuple[int, int] | None:
+    """The input size the file declares (``640`` or ``[H, W]``), or ``None`` when it declares none.
+
+    A size that is not 1 to ``MAX_METADATA_IMGSZ`` pixels a side is ignored with a warning.
+    """
     raw = metadata.get("imgsz")
     if raw is None:
         return None
-    value = parse_metadata_value(raw) if isinstance(raw, str) else raw
+    value = parse_metadata_value(raw, "imgsz") if isinstance(raw, str) else raw
     if isinstance(value, int):
-        return (value, value)
-    if isinstance(value, (list, tuple)) and len(value) == 2:
-        return (int(value[0]), int(value[1]))
-    return None
+        value = (value, value)
+    if not (isinstance(value, (list, tuple)) and len(value) == 2):
+        return None
+    sides = [_side(v) for v in value]
+    if sides[0] is None or sides[1] is None:
+        _ignored("imgsz", f"is {reprlib.repr(value)}, not two sizes from 1 to {MAX_METADATA_IMGSZ}")
+        return None
+    return (sides[0], sides[1])
+
+
+def _side(value: object) -> int | None:
+    """A whole number of pixels from 1 to ``MAX_METADATA_IMGSZ`` (``640.0`` too), else ``None``."""
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if type(value) is not int or not 0 < value <= MAX_METADATA_IMGSZ:
+        return None
+    return value
 
 
 def normalize_imgsz(imgsz: int | Sequence[int]) -> tuple[int, int]:

@@ -35,6 +35,10 @@ def backends_command(as_json: bool) -> None:
             click.echo(
                 f"broken plugin {record.name} ({record.distribution} {record.version}): {record.error}"
             )
+        for conflict in record.conflicts:
+            click.echo(
+                f"refused from plugin {record.name} ({record.distribution} {record.version}): {conflict}"
+            )
     if not report["backends"]:
         click.echo("No backends installed. Install one, e.g. pip install edgecv-onnx")
 
@@ -42,7 +46,10 @@ def backends_command(as_json: bool) -> None:
 def backends_report() -> dict[str, Any]:
     from edgecv import plugins
 
-    records = {r.name: r for r in plugins.plugin_records()}
+    every = plugins.plugin_records()
+    records: dict[str, plugins.PluginRecord] = {}
+    for each in every:  # a distribution refused for reusing an entry-point name comes later
+        records.setdefault(each.name, each)
     backends = []
     for info in sorted(plugins.backends(), key=lambda b: -b.priority):
         status = info.availability()
@@ -71,8 +78,9 @@ def backends_report() -> dict[str, Any]:
             "error": r.error,
             "backends": list(r.backends),
             "exporters": list(r.exporters),
+            "conflicts": list(r.conflicts),
         }
-        for r in records.values()
+        for r in every
     ]
     exporters = [
         {"format": e.format, "plugin": e.plugin, "description": e.description} for e in plugins.exporters()
