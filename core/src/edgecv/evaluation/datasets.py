@@ -3,6 +3,10 @@
 Loading never prints and never stops on a bad label: each problem becomes one line in
 ``Dataset.issues`` (with file:line or the annotation id), the label is skipped and counted, so a
 few broken files in a large dataset cost those labels, not the whole run.
+
+``select`` keeps a half of a dataset (``subset="even"``/``"odd"``: positions in name order, the
+halves ``edgecv export --calib-subset`` calibrates on) and can mirror it left-right (image and
+boxes), a second, independent view of the same images for accuracy comparisons.
 """
 
 from __future__ import annotations
@@ -18,8 +22,9 @@ import attrs
 import numpy as np
 import numpy.typing as npt
 
+from edgecv.calibration import check_subset, take_subset
 from edgecv.errors import EdgecvError
-from edgecv.images import IMAGE_SUFFIXES
+from edgecv.images import IMAGE_SUFFIXES, read_image
 from edgecv.names import COCO80
 
 TOLERANCE = 0.01
@@ -49,7 +54,8 @@ class Sample:
     """One image and its ground truth.
 
     ``boxes`` are xyxy, normalized to 0..1 when ``normalized`` (YOLO labels; the image size is
-    only known once the image is decoded), else in pixels (COCO).
+    only known once the image is decoded), else in pixels (COCO), always as in the file on disk;
+    a ``mirrored`` sample is read (``read``) and scored (``pixel_boxes``) flipped left-right.
     """
 
     path: Path
@@ -58,12 +64,21 @@ class Sample:
     class_ids: npt.NDArray[np.int64]
     crowd: npt.NDArray[np.bool_]
     normalized: bool
+    mirrored: bool = False
 
     def pixel_boxes(self, height: int, width: int) -> npt.NDArray[np.float64]:
-        if not self.normalized:
-            return self.boxes
-        scaled: npt.NDArray[np.float64] = self.boxes * np.array([width, height, width, height], np.float64)
-        return scaled
+        """The ground truth in pixels of the image as ``read`` returns it."""
+        boxes = self.boxes
+        if self.normalized:
+            boxes = boxes * np.array([width, height, width, height], np.float64)
+        if self.mirrored:  # x -> width - x; the left edge becomes the right one (YOLO: cx -> 1 - cx)
+            boxes = np.stack([width - boxes[:, 2], boxes[:, 1], width - boxes[:, 0], boxes[:, 3]], axis=1)
+        return boxes
+
+    def read(self) -> npt.NDArray[np.uint8]:
+        """The image (BGR), flipped left-right when ``mirrored``."""
+        image = read_image(self.path)
+        return np.ascontiguousarray(image[:, ::-1]) if self.mirrored else image
 
 
 @attrs.frozen(eq=False)
@@ -83,14 +98,44 @@ class Dataset:
     """Images listed in a COCO file that are not on disk."""
     orphan_labels: int = 0
     """YOLO label files without an image (ignored)."""
+    subset: str = "all"
+    """The half of the images kept by ``select`` (``all``, ``even``, ``odd``)."""
+    mirrored: bool = False
+    """Every sample flipped left-right by ``select``."""
 
 
-def load_dataset(path: str | os.PathLike[str], names: Sequence[str]) -> Dataset:
+def load_dataset(
+    path: str | os.PathLike[str], names: Sequence[str], *, subset: str | None = None, mirror: bool = False
+) -> Dataset:
     """Read a YOLO folder (root with images/ + labels/, or an images folder) or a COCO JSON file.
 
     A folder holding exactly one ``instances_*.json`` (or ``annotations/instances_*.json``) is
-    read as COCO; class names come from the model (``names``).
+    read as COCO; class names come from the model (``names``). ``subset`` and ``mirror``: see
+    ``select``.
     """
+    return select(_load(path, names), subset, mirror)
+
+
+def select(dataset: Dataset, subset: str | None = None, mirror: bool = False) -> Dataset:
+    """The samples of ``subset`` (``"all"``, ``"even"``, ``"odd"``: positions in name order, as
+    ``edgecv.calibration.take_subset`` numbers a calibration folder), mirrored left-right if asked."""
+    name = check_subset(subset, "subset")
+    if name == "all" and not mirror:
+        return dataset
+    by_name = sorted(range(len(dataset.samples)), key=lambda i: dataset.samples[i].path)
+    kept = sorted(take_subset(by_name, name))  # in evaluation order
+    if not kept:
+        raise DatasetError(
+            f"The {name} half of {dataset.root} holds no images (the dataset has one)",
+            "Pass a dataset with more images, or leave out --subset.",
+        )
+    samples = [dataset.samples[i] for i in kept]
+    if mirror:
+        samples = [attrs.evolve(sample, mirrored=True) for sample in samples]
+    return attrs.evolve(dataset, samples=tuple(samples), subset=name, mirrored=mirror)
+
+
+def _load(path: str | os.PathLike[str], names: Sequence[str]) -> Dataset:
     data = Path(path)
     if not data.exists():
         raise DatasetError(

@@ -17,7 +17,7 @@ import tempfile
 import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
@@ -26,7 +26,10 @@ from onnx import numpy_helper
 
 from edgecv.backend import BackendError, ModelError
 from edgecv_onnx import graph
-from edgecv_onnx.calibration import ImageCalibrationReader
+from edgecv_onnx.calibration import ImageCalibrationReader, SingleFeedReader
+
+if TYPE_CHECKING:
+    from edgecv.backend import Progress
 
 # The candidate grids for a channel's weight scale: max|w| / n.
 SCALE_STEPS = np.arange(64, 128, dtype=np.float64)
@@ -116,9 +119,20 @@ def _full_range(ranges: Any, histograms: Mapping[str, Sequence[Any]], names: set
 
 
 def calibrate(
-    prepared: Path, reader: ImageCalibrationReader, method: str, work: Path, full_range: set[str]
+    prepared: Path,
+    reader: ImageCalibrationReader,
+    method: str,
+    work: Path,
+    full_range: set[str],
+    progress: Progress,
 ) -> Path:
-    """Run the calibrator on ``prepared``; write the tensor ranges as an onnxruntime calibration cache."""
+    """Run the calibrator on ``prepared``; write the tensor ranges as an onnxruntime calibration cache.
+
+    Image by image, so memory does not grow with the number of images: onnxruntime's calibrators
+    given all images at once keep every intermediate output of every image (~260 MB per 640x640
+    YOLOv8n image). ``CalibMaxIntermediateOutputs`` is no way out: only the MinMax calibrator reads
+    it, and onnxruntime 1.32 drops the outputs it caps without folding them into the ranges.
+    """
     from onnxruntime.quantization import CalibrationMethod, create_calibrator
     from onnxruntime.quantization.calibrate import save_tensors_data
 
@@ -129,20 +143,89 @@ def calibrate(
         calibrate_method=getattr(CalibrationMethod, calibrate_method),
         extra_options=dict(options),
     )
-    calibrator.collect_data(reader)
+    histogram = calibrate_method != "MinMax"
+    if histogram:
+        _histogram_bounds(calibrator, reader, progress)
+    stage = "calibrating: histograms" if histogram else "calibrating: ranges"
+    with progress(stage, len(reader)) as advance:
+        for feed in reader.feeds():
+            # MinMax folds each call into its running min/max; the histogram calibrators add each
+            # call's values to the histograms of the bounds found above.
+            calibrator.collect_data(SingleFeedReader(feed))
+            advance(1)
     ranges = calibrator.compute_data()
-    if calibrate_method != "MinMax":
+    if histogram:
         # (histogram, edges, min, max, ...) per tensor, as onnxruntime's HistogramCollector keeps them.
-        histograms = getattr(getattr(calibrator, "collector", None), "histogram_dict", None)
-        if not isinstance(histograms, Mapping):
-            raise ModelError(
-                "This onnxruntime's calibrator does not expose its histograms",
-                "Use --calib-method minmax, or onnxruntime 1.32 (the release edgecv-onnx was tested with).",
-            )
-        _full_range(ranges, histograms, full_range)
+        _full_range(ranges, _histograms(calibrator), full_range)
     cache = work / "calibration.json"
     save_tensors_data(ranges, cache)
     return cache
+
+
+def _histograms(calibrator: Any) -> Mapping[str, Sequence[Any]]:
+    histograms = getattr(getattr(calibrator, "collector", None), "histogram_dict", None)
+    if not isinstance(histograms, Mapping):
+        raise ModelError(
+            "This onnxruntime's calibrator does not expose its histograms",
+            "Use --calib-method minmax, or onnxruntime 1.32 (the release edgecv-onnx was tested with).",
+        )
+    return histograms
+
+
+def _histogram_bounds(calibrator: Any, reader: ImageCalibrationReader, progress: Progress) -> None:
+    """First pass: each tensor's min/max over every image; start its histogram on that range.
+
+    A histogram calibrator fed image by image starts each histogram on the first image's range and
+    widens it bin by bin for later images: other bins, so other percentile and entropy ranges than
+    when it sees all images at once. Started on the range of all images (what one call over all of
+    them would use), every later image falls inside it and the histograms come out bin for bin the
+    same as onnxruntime's all-at-once result, at the cost of one more inference per image.
+    """
+    from onnxruntime.quantization.calibrate import HistogramCollector
+
+    session = getattr(calibrator, "infer_session", None)
+    wanted = getattr(calibrator, "tensors_to_calibrate", None)
+    if session is None or wanted is None or getattr(calibrator, "symmetric", False):
+        raise ModelError(
+            "This onnxruntime's histogram calibrator is not the one edgecv-onnx streams images through",
+            "Use --calib-method minmax, or onnxruntime 1.32 (the release edgecv-onnx was tested with).",
+        )
+    names = [output.name for output in session.get_outputs()]
+    bounds: dict[str, tuple[Any, Any]] = {}  # numpy scalars of the tensor's dtype
+    with progress("calibrating: bounds", len(reader)) as advance:
+        for feed in reader.feeds():
+            for name, value in zip(names, session.run(None, feed), strict=True):
+                if name not in wanted:
+                    continue
+                low, high = _extremes(np.asarray(value))
+                if name in bounds:
+                    low, high = min(bounds[name][0], low), max(bounds[name][1], high)
+                bounds[name] = (low, high)
+            advance(1)
+    collector = HistogramCollector(
+        method=calibrator.method,
+        symmetric=calibrator.symmetric,
+        num_bins=calibrator.num_bins,
+        num_quantized_bins=calibrator.num_quantized_bins,
+        percentile=calibrator.percentile,
+        scenario=calibrator.scenario,
+    )
+    for name, (low, high) in bounds.items():
+        # The entry HistogramCollector.collect_value makes from a tensor's first data, without data.
+        threshold = np.array(max(abs(low), abs(high)), dtype=low.dtype)
+        empty = np.zeros(0, dtype=low.dtype)
+        # 0-d arrays of the tensor's dtype, as onnxruntime passes them (typeshed wants floats).
+        hist, edges = np.histogram(empty, collector.num_bins, range=(-threshold, threshold))  # type: ignore[arg-type]
+        collector.histogram_dict[name] = (hist, edges, low, high, threshold)
+    calibrator.collector = collector
+
+
+def _extremes(value: npt.NDArray[Any]) -> tuple[Any, Any]:
+    """min and max ignoring NaN, as onnxruntime's collector takes them (zeros for an empty tensor)."""
+    if value.size == 0:
+        zero = np.array(0, dtype=value.dtype)[()]
+        return zero, zero
+    return np.nanmin(value), np.nanmax(value)
 
 
 # --calib-method -> (onnxruntime CalibrationMethod, calibrator options).
@@ -162,10 +245,15 @@ def quantize_int8(
     *,
     input_size: tuple[int, int],
     method: str,
+    progress: Progress,
     optimize: bool = True,
     float_last_convs: bool = False,
 ) -> tuple[onnx.ModelProto, int]:
-    """Quantize ``model`` (static input shape, named nodes); return it and the number of float nodes."""
+    """Quantize ``model`` (static input shape, named nodes); return it and the number of float nodes.
+
+    ``progress`` (``ExportOptions.progress``) hears of the stages: the calibration passes image by
+    image, then the quantization.
+    """
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
@@ -173,14 +261,16 @@ def quantize_int8(
     with tempfile.TemporaryDirectory(prefix="edgecv-int8-") as folder:
         work = Path(folder)
         prepared = work / "prepared.onnx"
-        onnx.save(model, str(prepared))
-        if optimize:
-            # onnx shape inference + onnxruntime's basic graph optimizations (constant folding...).
-            quant_pre_process(str(prepared), str(prepared), skip_symbolic_shape=True)
-            model = onnx.load(str(prepared))
-            graph.name_nodes(model)
+        with progress("preparing the graph", 1) as advance:
             onnx.save(model, str(prepared))
-        head, last_convs = graph.float_head(model, input_size)
+            if optimize:
+                # onnx shape inference + onnxruntime's basic graph optimizations (constant folding...).
+                quant_pre_process(str(prepared), str(prepared), skip_symbolic_shape=True)
+                model = onnx.load(str(prepared))
+                graph.name_nodes(model)
+                onnx.save(model, str(prepared))
+            head, last_convs = graph.float_head(model, input_size)
+            advance(1)
         if not head:
             warnings.warn(
                 "No detection head found (no Conv on an image grid feeds the outputs); every node is "
@@ -191,7 +281,8 @@ def quantize_int8(
         output = work / "int8.onnx"
         # onnxruntime's histogram calibrators print progress lines: keep the CLI's stdout clean.
         with contextlib.redirect_stdout(io.StringIO()):
-            cache = calibrate(prepared, reader, method, work, head_inputs(model, excluded))
+            cache = calibrate(prepared, reader, method, work, head_inputs(model, excluded), progress)
+        with progress("quantizing", 1) as advance, contextlib.redirect_stdout(io.StringIO()):
             quantize_static(
                 str(prepared),
                 str(output),
@@ -205,6 +296,7 @@ def quantize_int8(
                 extra_options={"TensorQuantOverrides": weight_overrides(model, excluded)},
                 calibration_cache_path=str(cache),
             )
+            advance(1)
         result = onnx.load(str(output))
     graph.drop_unused_domains(result)
     return result, len(excluded)
