@@ -18,9 +18,10 @@ $(BIN)/python:
 install: $(BIN)/python
 	$(PIP) install ./core ./plugins/edgecv-onnx
 
+# No --model: the default (YOLOX-Nano) ships inside edgecv-core; only the image comes from the assets.
 demo: install
 	$(BIN)/edgecv backends
-	$(BIN)/edgecv predict $(ASSETS)/images/bus.jpg --model yolov8n --save runs/demo
+	$(BIN)/edgecv predict $(ASSETS)/images/bus.jpg --save runs/demo
 	@echo "annotated image: runs/demo/bus.jpg"
 
 # Test install: editable packages, the example third-party backend, dev tools.

@@ -408,6 +408,69 @@ def test_load_registry_name_downloaded_from_local_mirror(
     np.testing.assert_allclose(detections.scores, [0.899, 0.896, 0.890, 0.822, 0.312], atol=0.01)
 
 
+# --- the embedded default model (issue 13: item 3) -----------------------------------------------
+
+EMBEDDED = Path(edgecv.__file__).parent / "models"
+
+
+def test_the_default_model_ships_inside_edgecv(cache: Path, no_assets: Path) -> None:
+    """No assets, an empty cache, no URL tried: the default resolves to the file in the package."""
+    entry = registry.BUILTIN[registry.DEFAULT_MODEL]
+    assert registry.resolve(registry.DEFAULT_MODEL) == EMBEDDED / entry.file
+    assert registry.source(registry.DEFAULT_MODEL, entry) == registry.Source(
+        "embedded", str(EMBEDDED / entry.file)
+    )
+    assert cache_files(cache) == []
+    assert entry.license == "Apache-2.0"
+
+
+def test_the_embedded_model_is_yolox_nano_from_the_assets(models: Path) -> None:
+    assert registry.DEFAULT_MODEL == "yolox-nano"
+    assert (EMBEDDED / "yolox_nano.onnx").read_bytes() == (models / "yolox_nano.onnx").read_bytes()
+
+
+def test_only_redistributable_models_are_shipped_with_their_notice() -> None:
+    """Apache-2.0 asks for the licence and the copyright notice; AGPL-3.0 weights stay out."""
+    shipped = {path.name for path in EMBEDDED.iterdir() if path.is_file()}
+    by_file = {entry.file: entry for entry in registry.BUILTIN.values()}
+    models = shipped - {"NOTICE"}
+    assert models == {"yolox_nano.onnx"}
+    assert all(by_file[name].license == "Apache-2.0" for name in models)
+    notice = (EMBEDDED / "NOTICE").read_text(encoding="utf-8")
+    for needed in (
+        "yolox_nano.onnx",
+        by_file["yolox_nano.onnx"].sha256,
+        "Apache License, Version 2.0",
+        "Copyright (c) 2021-2022 Megvii Inc.",
+        "Copyright (c) 2023 hamacom2004jp",
+    ):
+        assert needed in notice, needed
+    assert {entry.license for entry in registry.BUILTIN.values()} == {"Apache-2.0", "AGPL-3.0"}
+
+
+def test_the_embedded_copy_counts_only_with_the_entry_sha(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, cache: Path, no_assets: Path
+) -> None:
+    """A registry file that gives yolox-nano another sha256 does not get the shipped file."""
+    write_registry(
+        tmp_path,
+        monkeypatch,
+        {
+            "yolox-nano": {"file": "yolox_nano.onnx", "sha256": OTHER_SHA},
+            "fleet-nano": {"file": "yolox_nano.onnx", "sha256": registry.BUILTIN["yolox-nano"].sha256},
+        },
+    )
+    with pytest.raises(RegistryError, match="no download URL"):
+        registry.resolve("yolox-nano")
+    assert registry.resolve("fleet-nano") == EMBEDDED / "yolox_nano.onnx"  # the same bytes
+
+
+def test_a_registry_file_may_give_a_license(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    write_registry(tmp_path, monkeypatch, {"payload": {**GOOD, "license": "CC-BY-4.0"}, "bare": GOOD})
+    assert registry.entries()["payload"].license == "CC-BY-4.0"
+    assert registry.entries()["bare"].license == ""
+
+
 # --- an untrusted registry file (issue 12: items 1 and 14) ---------------------------------------
 
 ESCAPES = [
@@ -523,6 +586,8 @@ GOOD = {"file": "payload.bin", "sha256": PAYLOAD_SHA, "urls": ["http://127.0.0.1
         ({**GOOD, "size": True}, "'size' must be a positive number of bytes"),
         ({**GOOD, "size": "100"}, "'size' must be a positive number of bytes"),
         ({**GOOD, "description": ["x"]}, "'description' must be a string"),
+        ({**GOOD, "license": 3}, "'license' must be a string"),
+        ({**GOOD, "license": None}, "'license' must be a string"),
         ({**GOOD, "sha": PAYLOAD_SHA}, "unknown field(s) 'sha'"),
         ({"file": "payload.bin"}, "lacks field(s) 'sha256'"),
         (["payload.bin", PAYLOAD_SHA], "must be a JSON object, not a list"),

@@ -17,6 +17,7 @@ import numpy as np
 import numpy.typing as npt
 
 from edgecv.errors import BackendError
+from edgecv.install_hints import pip_hint
 from edgecv.spec import SessionSpec, to_tuple
 
 Outputs = list[npt.NDArray[np.float32]]
@@ -124,6 +125,15 @@ class Exporter:
     """Filled in by the core: the plugin that registered this exporter."""
 
 
+# edgecv's own backends and the package of each, for the hint when one is asked for and missing.
+EDGECV_BACKENDS = {
+    "onnx": "edgecv-onnx",
+    "ncnn": "edgecv-ncnn",
+    "tflite": "edgecv-tflite",
+    "edgetpu": "edgecv-tflite",
+}
+
+
 def select_backend(backends: Sequence[Backend], requested: str, path: Path) -> Backend:
     """The backend named by ``requested``, or for ``"auto"`` the best available one for ``path``."""
     by_name = {b.name: b for b in backends}
@@ -133,8 +143,10 @@ def select_backend(backends: Sequence[Backend], requested: str, path: Path) -> B
         if backend is None:
             raise BackendError(
                 f"Unknown backend {requested!r} (installed: {installed})",
-                f"Install the plugin that provides it (e.g. pip install edgecv-{requested}) "
-                "or choose one of the installed backends.",
+                f"Install its plugin ({pip_hint(EDGECV_BACKENDS[requested])}) "
+                "or choose one of the installed backends."
+                if requested in EDGECV_BACKENDS
+                else "Install the plugin that provides it, or choose one of the installed backends.",
             )
         status = backend.availability()
         if not status.available:
@@ -147,7 +159,7 @@ def select_backend(backends: Sequence[Backend], requested: str, path: Path) -> B
     if not candidates:
         raise BackendError(
             f"No installed backend reads {path.name} (installed: {installed})",
-            "Install the plugin for this model format (e.g. pip install edgecv-onnx for .onnx files).",
+            f"Install the plugin for this model format (.onnx files: {pip_hint('edgecv-onnx')}).",
         )
     available = [b for b in candidates if b.availability().available]
     if not available:

@@ -1,4 +1,4 @@
-"""What this device is: board, CPU features, accelerators, and the runtimes installed.
+"""What this device is (board, CPU features, accelerators, runtimes installed), and what to install.
 
 Read from files the kernel exposes (``/proc``, ``/sys``, ``/dev``); nothing is imported or run
 that could be slow or fail, so ``edgecv doctor`` works on any device.
@@ -10,7 +10,9 @@ import glob
 import importlib.metadata
 import os
 import platform
+import re
 import shutil
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import attrs
@@ -38,7 +40,19 @@ _CPU_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "f16c", "fma", "neon
 class Accelerator:
     kind: str
     detail: str
-    install: str
+    packages: tuple[str, ...] = ()
+    """The pip requirements that run models on it (edgecv's plugins and runtimes); none: no backend yet."""
+    note: str = ""
+    """Why those packages, and what else it needs."""
+
+
+@attrs.frozen
+class Advice:
+    """What runs best on this device (``packages``, and why), and which of them are ``missing``."""
+
+    packages: tuple[str, ...]
+    why: str
+    missing: tuple[str, ...]
 
 
 def read_text(path: str) -> str:
@@ -94,49 +108,70 @@ def coral_usb_present() -> bool:
     return coral_usb_count() > 0
 
 
+_CORAL = (("edgecv-tflite",), "LiteRT; the Edge TPU also needs libedgetpu (https://coral.ai/software/)")
+SUPPORT: dict[str, tuple[tuple[str, ...], str]] = {
+    # kind: (the pip requirements that run models on it, why and what else it needs)
+    "jetson": (
+        ("edgecv-onnx",),
+        "ONNX Runtime; for the GPU, NVIDIA's onnxruntime-gpu build for your JetPack",
+    ),
+    "nvidia-gpu": (
+        ("edgecv-onnx", "onnxruntime-gpu"),
+        "ONNX Runtime with CUDA and TensorRT; uninstall onnxruntime first, both hold the same module",
+    ),
+    "raspberry-pi": (("edgecv-ncnn",), "NCNN, the fastest on ARM CPUs"),
+    "hailo": ((), "no edgecv backend runs on Hailo yet"),
+    "coral-pcie": _CORAL,
+    "coral-usb": _CORAL,
+}
+_ARM = ("aarch64", "arm64", "armv7l")
+
+
+def accelerator(kind: str, detail: str) -> Accelerator:
+    """An accelerator of a ``SUPPORT`` kind, with what it needs installed."""
+    packages, note = SUPPORT[kind]
+    return Accelerator(kind, detail, packages, note)
+
+
 def accelerators() -> list[Accelerator]:
     found = []
     model = board_model()
     if os.path.exists("/etc/nv_tegra_release") or "jetson" in model.lower():
-        found.append(
-            Accelerator(
-                "jetson", model or "NVIDIA Jetson", "pip install edgecv-tensorrt (JetPack ships TensorRT)"
-            )
-        )
+        found.append(accelerator("jetson", model or "NVIDIA Jetson"))
     elif os.path.exists("/proc/driver/nvidia/version") or shutil.which("nvidia-smi"):
-        found.append(
-            Accelerator(
-                "nvidia-gpu",
-                read_text("/proc/driver/nvidia/version")[:80] or "NVIDIA GPU",
-                "pip install edgecv-onnx onnxruntime-gpu (or edgecv-tensorrt)",
-            )
-        )
+        found.append(accelerator("nvidia-gpu", read_text("/proc/driver/nvidia/version")[:80] or "NVIDIA GPU"))
     if "raspberry pi" in model.lower():
-        found.append(Accelerator("raspberry-pi", model, "pip install edgecv-ncnn"))
+        found.append(accelerator("raspberry-pi", model))
     if glob.glob("/dev/hailo*"):
-        found.append(
-            Accelerator(
-                "hailo", ", ".join(glob.glob("/dev/hailo*")), "pip install edgecv-hailo (needs HailoRT)"
-            )
-        )
+        found.append(accelerator("hailo", ", ".join(glob.glob("/dev/hailo*"))))
     if glob.glob("/dev/apex_*"):
-        found.append(
-            Accelerator(
-                "coral-pcie",
-                ", ".join(glob.glob("/dev/apex_*")),
-                "pip install edgecv-tflite (needs libedgetpu)",
-            )
-        )
+        found.append(accelerator("coral-pcie", ", ".join(glob.glob("/dev/apex_*"))))
     if coral_usb_present():
-        found.append(
-            Accelerator("coral-usb", "Coral USB Accelerator", "pip install edgecv-tflite (needs libedgetpu)")
-        )
+        found.append(accelerator("coral-usb", "Coral USB Accelerator"))
     return found
 
 
-def recommendation(found: list[Accelerator]) -> str:
-    if found:
-        return found[0].install
-    if platform.machine().lower() in ("aarch64", "arm64", "armv7l"):
-        return "pip install edgecv-ncnn (fastest on ARM CPUs) or edgecv-onnx"
-    return "pip install edgecv-onnx (ONNX Runtime on the CPU)"
+def installed(requirement: str) -> bool:
+    """Whether the distribution ``requirement`` names is installed (``"onnx[export]>=1"``: onnx)."""
+    name = re.match(r"[A-Za-z0-9][A-Za-z0-9._-]*", requirement)
+    try:
+        importlib.metadata.version(name.group() if name else requirement)
+    except importlib.metadata.PackageNotFoundError:
+        return False
+    return True
+
+
+def advice(
+    found: Sequence[Accelerator],
+    machine: str | None = None,
+    is_installed: Callable[[str], bool] | None = None,
+) -> Advice:
+    """What runs best here, less what is installed: the first accelerator with a backend, else the CPU."""
+    packages, why = next(
+        ((a.packages, a.note) for a in found if a.packages),
+        (("edgecv-ncnn",), "NCNN, the fastest on ARM CPUs; edgecv-onnx runs too")
+        if (machine or platform.machine()).lower() in _ARM
+        else (("edgecv-onnx",), "ONNX Runtime on the CPU"),
+    )
+    check = is_installed or installed
+    return Advice(packages, why, tuple(p for p in packages if not check(p)))

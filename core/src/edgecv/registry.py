@@ -1,12 +1,15 @@
 """Model names -> files: local mirrors first, then a verified download into the cache.
 
 Resolution of ``edgecv.load("yolov8n")``:
-1. each folder in ``EDGECV_MODEL_DIR`` (``os.pathsep``-separated), then ``<assets>/models``;
+1. the models shipped inside edgecv-core (``edgecv/models``: YOLOX-Nano, the default, so that a
+   fresh install predicts offline), then each folder in ``EDGECV_MODEL_DIR``
+   (``os.pathsep``-separated), then ``<assets>/models``;
 2. the cache (``EDGECV_CACHE_DIR``, default ``~/.cache/edgecv``) under ``models/``;
 3. download from ``EDGECV_MODEL_MIRROR_URL`` + file name, then from the entry's own URLs, into
    the cache, keeping the file only when its sha256 matches.
-``EDGECV_REGISTRY`` may name a JSON file ``{name: {"file", "sha256", "urls", "size",
-"description"}}`` that adds or replaces entries (a fleet's own models).
+Every local copy counts only when its sha256 matches the entry's. ``EDGECV_REGISTRY`` may name a
+JSON file ``{name: {"file", "sha256", "urls", "size", "description", "license"}}`` that adds or
+replaces entries (a fleet's own models).
 
 A registry file may come from a fleet server, so it is untrusted: each entry is checked field by
 field, and its ``file`` must name a file inside the cache. Downloads are bounded: at most the
@@ -21,6 +24,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import http.client
+import importlib.resources
 import json
 import math
 import os
@@ -39,7 +43,8 @@ from edgecv.files import atomic_target
 from edgecv.spec import file_sha256
 from edgecv.urls import redact, scrub, split_credentials
 
-DEFAULT_MODEL = "yolov8n"
+DEFAULT_MODEL = "yolox-nano"
+"""Shipped inside edgecv-core (Apache-2.0), so it needs no assets, mirror or network."""
 
 MAX_DOWNLOAD_BYTES = 2 << 30
 """The most a download may bring when its registry entry gives no ``size`` (2 GiB)."""
@@ -105,6 +110,9 @@ class RegistryEntry:
     description: str = attrs.field(default="", validator=_text)
     size: int | None = attrs.field(default=None, validator=_size, kw_only=True)
     """The file's size in bytes: a download that brings more is cut off."""
+    license: str = attrs.field(default="", validator=_text, kw_only=True)
+    """The model's licence as its owner states it (an SPDX name such as ``Apache-2.0``); shown by
+    ``edgecv models``, never acted on."""
 
 
 _GITHUB = "https://github.com/{repo}/raw/{commit}/{path}"
@@ -115,6 +123,7 @@ BUILTIN: dict[str, RegistryEntry] = {
         "9580ae60871dccbfe2dd0ca1b98bc49f5a6c45282505001af76d16e50bfdd2d7",
         description="YOLOv8n COCO, 640, float32 (from mirrors only: no public URL)",
         size=12_822_293,
+        license="AGPL-3.0",
     ),
     "yolov8n-int8": RegistryEntry(
         "yolov8n_int8.onnx",
@@ -128,12 +137,14 @@ BUILTIN: dict[str, RegistryEntry] = {
         ),
         "YOLOv8n COCO, 640, dynamic int8 (ConvInteger)",
         size=3_504_119,
+        license="AGPL-3.0",
     ),
     "yolo11n-320": RegistryEntry(
         "yolo11n_320_fp32_dequant.onnx",
         "4a5dbc0718d87229961cd8758c6a066494db13b7acad0657d3e7e26cd30f8379",
         description="YOLO11n COCO, 320, float32 (from mirrors only: no public URL)",
         size=10_573_504,
+        license="AGPL-3.0",
     ),
     "yolo11n-320-int8": RegistryEntry(
         "yolo11n_320_int8.onnx",
@@ -147,6 +158,7 @@ BUILTIN: dict[str, RegistryEntry] = {
         ),
         "YOLO11n COCO, 320, dynamic int8 (ConvInteger)",
         size=2_923_867,
+        license="AGPL-3.0",
     ),
     "yolox-nano": RegistryEntry(
         "yolox_nano.onnx",
@@ -158,8 +170,9 @@ BUILTIN: dict[str, RegistryEntry] = {
                 path="models/yolox_nano.onnx",
             ),
         ),
-        "YOLOX-Nano COCO, 416, float32",
+        "YOLOX-Nano COCO, 416, float32 (Megvii; shipped inside edgecv-core, see edgecv/models/NOTICE)",
         size=3_713_911,
+        license="Apache-2.0",
     ),
 }
 
@@ -195,7 +208,8 @@ _FIELDS = {field.name for field in attrs.fields(RegistryEntry)}
 _REQUIRED = {"file", "sha256"}
 _SCHEMA = (
     'EDGECV_REGISTRY names a JSON object {name: {"file": "model.onnx", "sha256": "<64 hex digits>", '
-    '"urls": ["https://..."], "size": <bytes>, "description": "..."}}; only file and sha256 are required.'
+    '"urls": ["https://..."], "size": <bytes>, "description": "...", "license": "..."}}; '
+    "only file and sha256 are required."
 )
 
 
@@ -219,7 +233,7 @@ def _registry_entry(path: Path, name: str, fields: object) -> RegistryEntry:
     def problem(text: str) -> ConfigError:
         return ConfigError(
             f"The model registry {path} (EDGECV_REGISTRY): entry {name!r}: {text}",
-            "Fix that entry: file and sha256 are required; urls, size and description are optional.",
+            "Fix that entry: file and sha256 are required; urls, size, description and license are optional.",
         )
 
     if not isinstance(fields, dict):
@@ -245,12 +259,61 @@ def _short(value: object) -> str:
     return text if len(text) <= 40 else text[:39] + "…"
 
 
+def embedded_dir() -> Path | None:
+    """The models shipped inside edgecv-core (``edgecv/models``), when installed as plain files."""
+    folder = importlib.resources.files("edgecv").joinpath("models")
+    return folder if isinstance(folder, Path) and folder.is_dir() else None
+
+
 def mirror_dirs() -> list[Path]:
     dirs = [Path(p) for p in os.environ.get("EDGECV_MODEL_DIR", "").split(os.pathsep) if p]
     assets = assets_dir()
     if assets is not None:
         dirs.append(assets / "models")
     return dirs
+
+
+@attrs.frozen
+class Source:
+    """Where a registry name resolves on this machine, found without downloading anything."""
+
+    kind: str
+    """``embedded`` (inside edgecv-core), ``mirror`` (a folder), ``cache``, ``download`` or ``none``."""
+    location: str = ""
+    """The local file, or the first URL a download tries (credentials redacted); empty for ``none``."""
+
+
+def source(name: str, entry: RegistryEntry) -> Source:
+    """Where ``resolve(name)`` would take ``entry`` from; local copies are checked (sha256)."""
+    found = _local_copy(name, entry)
+    if found is not None:
+        return Source(found[0], str(found[1]))
+    urls = download_urls(entry)
+    return Source("download", redact(urls[0])) if urls else Source("none")
+
+
+def _local_copy(name: str, entry: RegistryEntry) -> tuple[str, Path] | None:
+    """(kind, path) of a copy of ``entry`` with the right sha256 on this machine, if there is one."""
+    embedded = embedded_dir()
+    folders = [("embedded", embedded)] if embedded is not None else []
+    folders += [("mirror", folder) for folder in mirror_dirs()]
+    for kind, folder in folders:
+        candidate = folder / entry.file
+        if candidate.is_file() and file_sha256(candidate) == entry.sha256:
+            return kind, candidate
+    cached = _cache_path(name, entry)
+    if cached.is_file() and file_sha256(cached) == entry.sha256:
+        return "cache", cached
+    return None
+
+
+def download_urls(entry: RegistryEntry) -> list[str]:
+    """The URLs a download of ``entry`` tries, in order: ``EDGECV_MODEL_MIRROR_URL``, then its own."""
+    urls = list(entry.urls)
+    mirror_url = os.environ.get("EDGECV_MODEL_MIRROR_URL")
+    if mirror_url:
+        urls.insert(0, mirror_url.rstrip("/") + "/" + urllib.parse.quote(entry.file))
+    return urls
 
 
 def resolve(model: str | os.PathLike[str]) -> Path:
@@ -271,21 +334,17 @@ def resolve(model: str | os.PathLike[str]) -> Path:
 
 
 def fetch(name: str, entry: RegistryEntry) -> Path:
-    for folder in mirror_dirs():
-        candidate = folder / entry.file
-        if candidate.is_file() and file_sha256(candidate) == entry.sha256:
-            return candidate
+    found = _local_copy(name, entry)
+    if found is not None:
+        return found[1]
     cached = _cache_path(name, entry)
-    if cached.is_file() and file_sha256(cached) == entry.sha256:
-        return cached
-    urls = list(entry.urls)
-    mirror_url = os.environ.get("EDGECV_MODEL_MIRROR_URL")
-    if mirror_url:
-        urls.insert(0, mirror_url.rstrip("/") + "/" + urllib.parse.quote(entry.file))
+    urls = download_urls(entry)
     if not urls:
         raise RegistryError(
             f"Model {name!r} ({entry.file}) is not in any local mirror and has no download URL",
-            "Put the file in a folder named by EDGECV_MODEL_DIR or set EDGECV_MODEL_MIRROR_URL.",
+            "Put the file in a folder named by EDGECV_MODEL_DIR or set EDGECV_MODEL_MIRROR_URL "
+            f"(`edgecv models` shows where each name resolves; {DEFAULT_MODEL!r}, the default, "
+            "ships with edgecv).",
         )
     deadline_s = download_deadline_s()
     failures = []

@@ -40,7 +40,12 @@ def backends_command(as_json: bool) -> None:
                 f"refused from plugin {record.name} ({record.distribution} {record.version}): {conflict}"
             )
     if not report["backends"]:
-        click.echo("No backends installed. Install one, e.g. pip install edgecv-onnx")
+        from edgecv.install_hints import pip_hint
+
+        click.echo(
+            f"No backends installed. Install one: {pip_hint('edgecv-onnx')} "
+            "(ONNX Runtime on the CPU; `edgecv doctor` says what suits this device)"
+        )
 
 
 def backends_report() -> dict[str, Any]:

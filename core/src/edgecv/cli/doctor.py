@@ -6,8 +6,12 @@ import json
 import os
 import platform
 import sys
+from typing import TYPE_CHECKING
 
 import click
+
+if TYPE_CHECKING:
+    from edgecv.hardware import Accelerator
 
 
 @click.command("doctor")
@@ -16,8 +20,14 @@ def doctor_command(as_json: bool) -> None:
     """Describe this device and what edgecv can run on it."""
     from edgecv import hardware
     from edgecv.cli.backends import backends_report
+    from edgecv.install_hints import pip_hint
 
     found = hardware.accelerators()
+    advice = hardware.advice(found)
+    if advice.missing:
+        recommendation = f"{pip_hint(*advice.missing)} ({advice.why})"
+    else:  # never suggest installing what is there (issue 13)
+        recommendation = f"nothing to install: {', '.join(advice.packages)} installed ({advice.why})"
     report = {
         "python": sys.version.split()[0],
         "platform": platform.platform(),
@@ -27,9 +37,10 @@ def doctor_command(as_json: bool) -> None:
         "cpu_count": os.cpu_count(),
         "cpu_features": hardware.cpu_flags(),
         "runtimes": hardware.runtimes(),
-        "accelerators": [{"kind": a.kind, "detail": a.detail, "install": a.install} for a in found],
+        "accelerators": [_accelerator(a) for a in found],
         "backends": backends_report()["backends"],
-        "recommendation": hardware.recommendation(found),
+        "to_install": list(advice.missing),
+        "recommendation": recommendation,
     }
     if as_json:
         click.echo(json.dumps(report, indent=2))
@@ -45,6 +56,23 @@ def doctor_command(as_json: bool) -> None:
     )
     click.echo(f"accelerators  {accels}")
     for info in report["backends"]:
-        state = "available" if info["available"] else f"unavailable: {info['reason']}"
+        if info["available"]:
+            state = "available"
+        else:
+            state = f"unavailable: {info['reason']}" + (f" ({info['hint']})" if info["hint"] else "")
         click.echo(f"backend       {info['name']}: {state}")
-    click.echo(f"install       {report['recommendation']}")
+    click.echo(f"install       {recommendation}")
+
+
+def _accelerator(accelerator: Accelerator) -> dict[str, str | None]:
+    """An accelerator for the JSON report; ``install`` is what it still needs (null: nothing)."""
+    from edgecv.hardware import installed
+    from edgecv.install_hints import pip_hint
+
+    missing = [p for p in accelerator.packages if not installed(p)]
+    return {
+        "kind": accelerator.kind,
+        "detail": accelerator.detail,
+        "install": f"{pip_hint(*missing)} ({accelerator.note})" if missing else None,
+        "note": accelerator.note,
+    }

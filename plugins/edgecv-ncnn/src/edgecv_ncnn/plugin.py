@@ -7,10 +7,11 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from edgecv.backend import Availability, Backend, Exporter, Session, hookimpl
+from edgecv.backend import Availability, Backend, Exporter, Session, hookimpl, pip_hint
 from edgecv_ncnn.paramfile import looks_like_model
 
-INSTALL_HINT = "pip install edgecv-ncnn (it installs ncnn)."
+# This plugin is installed when the hint shows: what is missing is the runtime it depends on.
+INSTALL_HINT = f"{pip_hint('ncnn>=1.0.20240410')} (the NCNN runtime)"
 
 
 def check() -> Availability:

@@ -7,9 +7,10 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from edgecv.backend import Availability, Backend, Exporter, Session, hookimpl
+from edgecv.backend import Availability, Backend, Exporter, Session, hookimpl, pip_hint
 
-INSTALL_HINT = "pip install edgecv-onnx (it installs onnxruntime; onnxruntime-gpu for CUDA/TensorRT)."
+# This plugin is installed when the hint shows: what is missing is the runtime it depends on.
+INSTALL_HINT = f"{pip_hint('onnxruntime>=1.17')} (or onnxruntime-gpu for CUDA and TensorRT)"
 
 
 def check() -> Availability:

@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from edgecv.backend import Availability, BackendError, coral_usb_count, one_line
+from edgecv.backend import Availability, BackendError, coral_usb_count, one_line, pip_hint
 
 # (module to import, the distribution that provides it), in order of preference.
 RUNTIMES = (
@@ -19,7 +19,8 @@ RUNTIMES = (
     ("tflite_runtime.interpreter", "tflite-runtime"),
     ("tensorflow.lite.python.interpreter", "tensorflow"),
 )
-INSTALL_HINT = "pip install edgecv-tflite (it installs ai-edge-litert, the standalone TFLite runtime)."
+# This plugin is installed when the hint shows: what is missing is the runtime it depends on.
+INSTALL_HINT = f"{pip_hint('ai-edge-litert>=1.0')} (LiteRT, the standalone TFLite runtime)"
 EDGETPU_LIBRARY = "libedgetpu.so.1"
 EDGETPU_HINT = (
     "Install the Edge TPU runtime (sudo apt-get install libedgetpu1-std from "
