@@ -192,7 +192,10 @@ def test_unreachable_sync_url_warns_and_keeps_events(video: Path, model_path: Pa
     )
     assert result.returncode == 0, result.stderr
     warnings = [line for line in result.stderr.splitlines() if line.startswith("warning:")]
-    assert len(warnings) == 1 and "127.0.0.1:9" in warnings[0] and "queued" in warnings[0], result.stderr
+    offline = [w for w in warnings if "offline" in w]
+    waiting = [w for w in warnings if w.startswith("warning: Waiting up to")]
+    assert len(warnings) == 2 and len(offline) == 1 and len(waiting) == 1, result.stderr
+    assert "127.0.0.1:9" in offline[0] and "queued" in offline[0] and "to take" in waiting[0]
     assert "Traceback" not in result.stderr
     with sqlite3.connect(db) as conn:
         assert conn.execute("SELECT COUNT(*) FROM events").fetchone()[0] > 0

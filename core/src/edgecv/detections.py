@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Iterator, Sequence
-from typing import Any, overload
+from typing import TYPE_CHECKING, Any, overload
 
 import attrs
 import numpy as np
 import numpy.typing as npt
 
 from edgecv.spec import to_tuple
+
+if TYPE_CHECKING:  # an optional package: imported by to_supervision() only
+    import supervision as sv
 
 
 @attrs.frozen
@@ -174,7 +177,75 @@ class Detections:
     def to_json(self, **kwargs: Any) -> str:
         return json.dumps(self.to_dict(), **kwargs)
 
+    def to_supervision(self) -> sv.Detections:
+        """These detections as supervision's ``sv.Detections``, for its annotators, zones and trackers.
+
+        Boxes, scores, class ids and track ids (``tracker_id``) are copied; each box's label is in
+        ``data["class_name"]``, as supervision's own converters put it. Needs the ``supervision``
+        package (``pip install supervision``), which edgecv does not depend on.
+        """
+        try:
+            import supervision as sv
+        except ImportError as exc:
+            from edgecv.backend import pip_hint
+            from edgecv.errors import ConfigError
+
+            raise ConfigError(
+                "Detections.to_supervision() needs the supervision package, which is not installed",
+                f"Install it: {pip_hint('supervision')}",
+            ) from exc
+        return sv.Detections(
+            xyxy=self.boxes.copy(),
+            confidence=self.scores.copy(),
+            class_id=self.class_ids.copy(),
+            tracker_id=None if self.track_ids is None else self.track_ids.copy(),
+            data={"class_name": np.array(self.labels, dtype=str)},
+        )
+
+    @classmethod
+    def from_supervision(
+        cls,
+        detections: sv.Detections,
+        names: Sequence[str] | None = None,
+        *,
+        image_shape: tuple[int, int] = (0, 0),
+        source: str | None = None,
+    ) -> Detections:
+        """Detections from supervision's ``sv.Detections`` (its ``xyxy``, ``confidence``,
+        ``class_id`` and ``tracker_id``; masks are not kept), in the order given.
+
+        ``names`` maps class ids to labels; without it they are read from ``data["class_name"]``
+        where supervision has them (a class id with no name gets its number as label). Detections
+        without a confidence (ground truth) score 1.0. Does not import supervision.
+        """
+        count = len(detections.xyxy)
+        if detections.class_id is None:
+            raise ValueError("these sv.Detections have no class_id; edgecv detections need one per box")
+        class_ids = np.asarray(detections.class_id, dtype=np.int64).reshape(-1)
+        scores = np.ones(count, np.float32) if detections.confidence is None else detections.confidence
+        if names is None:
+            names = _names_from(class_ids, detections.data.get("class_name"))
+        return cls(
+            detections.xyxy,
+            scores,
+            class_ids,
+            names=tuple(names),
+            image_shape=image_shape,
+            source=source,
+            track_ids=detections.tracker_id,
+        )
+
     def __repr__(self) -> str:
         summary = ", ".join(f"{d.label} {d.score:.2f}" for d in list(self)[:8])
         more = f", +{len(self) - 8} more" if len(self) > 8 else ""
         return f"Detections({len(self)}: {summary}{more})"
+
+
+def _names_from(class_ids: npt.NDArray[np.int64], class_names: Any) -> tuple[str, ...]:
+    """Labels indexed by class id, from supervision's per-box ``class_name`` (ids without one: the number)."""
+    if class_names is None or not len(class_ids) or class_ids.min() < 0:
+        return ()
+    names = [str(i) for i in range(int(class_ids.max()) + 1)]
+    for class_id, name in zip(class_ids.tolist(), list(class_names), strict=True):
+        names[class_id] = str(name)
+    return tuple(names)

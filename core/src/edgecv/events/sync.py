@@ -26,6 +26,8 @@ log = logging.getLogger(__name__)
 
 STOP_GRACE_S = 1.0
 """How long ``stop`` waits, past its flush timeout, for a send in flight before leaving it behind."""
+QUIET_DRAIN_S = 0.5
+"""A drain at ``stop`` that ends within this long is not mentioned; a longer one says what it waits for."""
 
 
 @attrs.define
@@ -106,7 +108,9 @@ class Syncer:
 
         Unacknowledged events stay in the store for the next run. A send still in flight
         ``STOP_GRACE_S`` after that is left behind on its daemon thread, whatever the receiver
-        does: its batch is not acknowledged, so it is sent again next time.
+        does: its batch is not acknowledged, so it is sent again next time. A drain still going
+        after ``QUIET_DRAIN_S`` logs one warning saying what it waits for; a ``KeyboardInterrupt``
+        meanwhile ends the drain at once (and is raised).
         """
         thread = self._thread
         if thread is None:
@@ -114,7 +118,15 @@ class Syncer:
         self._flush_deadline = time.monotonic() + max(0.0, flush_timeout_s)
         self._stopping.set()
         self._wake.set()
-        thread.join(max(0.0, flush_timeout_s) + STOP_GRACE_S)
+        try:
+            thread.join(min(QUIET_DRAIN_S, max(0.0, flush_timeout_s)))
+            if thread.is_alive():
+                self._say_waiting()
+                thread.join(max(0.0, self._flush_deadline - time.monotonic()) + STOP_GRACE_S)
+        except BaseException:  # Ctrl-C: stop draining now; what is unsent stays queued
+            self._flush_deadline = time.monotonic()
+            self._thread = None
+            raise
         if thread.is_alive():
             log.warning(
                 "Event sync to %s: a send still in flight at shutdown was abandoned; "
@@ -122,6 +134,25 @@ class Syncer:
                 self.sink.name,
             )
         self._thread = None
+
+    def _say_waiting(self) -> None:
+        """One line on what ``stop`` waits for, when the receiver has not taken everything yet."""
+        try:
+            pending = self.store.stats().pending
+        except Exception:  # the log's own error is reported where it is used; the wait goes on
+            log.debug("cannot count the pending events", exc_info=True)
+            return
+        if not pending:
+            return
+        left = max(0.0, self._flush_deadline - time.monotonic()) + STOP_GRACE_S
+        log.warning(
+            "Waiting up to %.1f s for the sync receiver %s to take %d pending event%s; "
+            "Ctrl-C stops now (what is unsent stays queued in the event log)",
+            left,
+            self.sink.name,
+            pending,
+            "" if pending == 1 else "s",
+        )
 
     def run_once(self) -> int:
         """Send one batch and delete it once acknowledged; return how many events that was.

@@ -100,18 +100,47 @@ class _Pending:
     future: concurrent.futures.Future[Detections] | None = None
 
 
-class _RollingFps:
-    """Results per second over the last second."""
+FPS_WINDOW_S = 1.0
+"""``FrameResult.fps`` counts the results of about this many last seconds."""
 
-    def __init__(self) -> None:
+
+class _RollingFps:
+    """Frames delivered per second over the last second, inferred, carried and paused frames alike.
+
+    The rate is the results in the window divided by the time since the result before them.
+    With ``--skip K`` results come in bursts (a slow inferred frame, then carried frames within
+    microseconds), so the count is rounded down to whole cycles of ``stride`` frames: both ends
+    of the span are then at the same point of a cycle and the rate does not swing with the phase.
+    Until the run has delivered for a second the span starts at ``start`` (when the loop got its
+    first frame): the first result reads 1 / the time it took.
+    """
+
+    def __init__(self, stride: int = 1, window_s: float = FPS_WINDOW_S) -> None:
+        self._stride = stride
+        self._window_s = window_s
+        # The start, then result times: those in the window and the last one before it.
         self._times: collections.deque[float] = collections.deque()
+        self.settled = False
+        """The run has delivered for a whole window: the rate no longer describes the start-up."""
+
+    def start(self, now: float) -> None:
+        """The loop got its first frame (later calls change nothing)."""
+        if not self._times:
+            self._times.append(now)
 
     def tick(self, now: float) -> float:
-        self._times.append(now)
-        while now - self._times[0] > 1.0:
-            self._times.popleft()
-        span = now - self._times[0]
-        return (len(self._times) - 1) / span if span > 0 else 0.0
+        """Count a result delivered at ``now``; the rate including it."""
+        self.start(now)
+        times = self._times
+        times.append(now)
+        while len(times) > 2 and times[1] <= now - self._window_s:
+            times.popleft()
+        self.settled = times[0] <= now - self._window_s
+        count = len(times) - 1  # results after times[0]
+        if count >= self._stride:
+            count -= count % self._stride
+        span = now - times[-1 - count]
+        return count / span if span > 0 else 0.0
 
 
 class Runtime:
@@ -293,7 +322,7 @@ class Runtime:
                 self._worker = InferenceWorker(self.model)
             if self.events is not None:
                 self.events.start()
-            fps = _RollingFps()
+            fps = _RollingFps(self.config.skip)
             while not self._stop.is_set() and not self._limit_reached():
                 self._poll_thermal(hook)
                 self._poll_reconnects(hook)
@@ -304,6 +333,7 @@ class Runtime:
                 if frame is None:
                     self._check_source_stall(hook)
                     continue
+                fps.start(time.monotonic())
                 kind = self._decide()
                 if self._asynchronous:
                     self._pending.append(
@@ -364,7 +394,10 @@ class Runtime:
         now = time.monotonic()
         latency_ms = (now - frame.captured_at) * 1e3
         timings = detections.timings if inferred else None
-        self.stats.frame_done(now, latency_ms, timings.total if timings is not None else None)
+        rate = fps.tick(now)
+        self.stats.frame_done(
+            now, latency_ms, timings.total if timings is not None else None, rate if fps.settled else None
+        )
         return FrameResult(
             source=self.source.name,
             frame=frame.index,
@@ -373,7 +406,7 @@ class Runtime:
             detections=detections,
             inferred=inferred,
             latency_ms=latency_ms,
-            fps=fps.tick(now),
+            fps=rate,
             throttle=self._throttle.factor,
             paused=self._throttle.paused,
         )
@@ -522,6 +555,7 @@ class Runtime:
         thread, then what the runtime opened (``close``); each step runs even when one before it
         failed. ``hook`` is ``None`` when the run's plugins were refused."""
         self.stats.ended = time.monotonic()
+        self._stop.set()  # the run is over: Ctrl-C during the waits below interrupts (the sync drain's)
         with contextlib.ExitStack() as steps:  # run last-registered first
             steps.callback(self._closed_by_finish)
             steps.callback(self._refresh_stats)

@@ -30,7 +30,9 @@ class FrameResult:
     inferred: bool
     latency_ms: float
     fps: float
-    """Frames per second over the last second of results."""
+    """Frames delivered per second over the last second, inferred, carried and paused frames
+    alike; during the run's first second, over the run so far (from the first frame read), so
+    the first result reads 1 / the time it took."""
     throttle: float = 1.0
     paused: bool = False
 

@@ -40,19 +40,21 @@ class RunStats:
     throttle: float = 1.0
     latency_ms: collections.deque[float] = attrs.field(factory=_samples)
     infer_ms: collections.deque[float] = attrs.field(factory=_samples)
-    intervals_s: collections.deque[float] = attrs.field(factory=_samples)
+    frame_fps: collections.deque[float] = attrs.field(factory=_samples)
+    """``FrameResult.fps`` of the results after the run's first second (which describes the start-up)."""
     _first_result: float | None = None
     _last_result: float | None = None
 
-    def frame_done(self, now: float, latency_ms: float, infer_ms: float | None) -> None:
+    def frame_done(self, now: float, latency_ms: float, infer_ms: float | None, fps: float | None) -> None:
+        """Count a result; ``fps``: its ``FrameResult.fps`` once the start-up is over, else ``None``."""
         self.processed += 1
         self.latency_ms.append(latency_ms)
         if infer_ms is not None:
             self.inferred += 1
             self.infer_ms.append(infer_ms)
-        if self._last_result is not None:
-            self.intervals_s.append(now - self._last_result)
-        else:
+        if fps is not None:
+            self.frame_fps.append(fps)
+        if self._first_result is None:
             self._first_result = now
         self._last_result = now
 
@@ -70,10 +72,15 @@ class RunStats:
         return (self.processed - 1) / span if span > 0 else 0.0
 
     def fps_summary(self) -> dict[str, float] | None:
-        """Instantaneous FPS (1 / time between consecutive results): p50, p95 and max."""
-        if not self.intervals_s:
+        """The steady rate (``avg``) and the spread of the per-frame FPS after the first second
+        (frames delivered over the last second, as ``FrameResult.fps``): p50, p95 and max.
+
+        Never 1 / the gap between two results: with ``--skip`` carried frames follow an inferred
+        one within microseconds, and such rates say nothing about the run.
+        """
+        if not self.frame_fps:
             return None
-        rates = 1.0 / np.maximum(np.asarray(self.intervals_s, dtype=np.float64), 1e-6)
+        rates = np.asarray(self.frame_fps, dtype=np.float64)
         p50, p95 = np.percentile(rates, [50, 95])
         return {
             "avg": round(self.fps, 2),
@@ -122,6 +129,8 @@ class RunStats:
             lines.append(
                 f"fps: avg {fps['avg']:.1f}, p50 {fps['p50']:.1f}, p95 {fps['p95']:.1f}, max {fps['max']:.1f}"
             )
+        elif self.processed >= 2:
+            lines.append(f"fps: avg {self.fps:.1f} (no per-second spread in a run under a second)")
         if self.latency_ms:
             lat = summarize(list(self.latency_ms))
             lines.append(f"capture->result latency: p50 {lat.p50:.1f} ms, p95 {lat.p95:.1f} ms")
