@@ -101,7 +101,10 @@ def test_backend_runtime_missing_names_package() -> None:
         "from edgecv.cli import main; sys.argv[0] = 'edgecv'; main()"
     )
     result = edgecv("predict", BUS, "--model", MODEL, "--backend", "onnx", code=code)
-    assert_one_line_error(result, "not available", "onnxruntime is not installed", "pip install edgecv-onnx")
+    # edgecv-onnx is installed (it registered the backend): the hint names its missing runtime.
+    assert_one_line_error(
+        result, "not available", "onnxruntime is not installed", "pip install 'onnxruntime>=1.17'"
+    )
 
 
 def test_fixed_input_size_conflict() -> None:

@@ -11,6 +11,7 @@ from typing import Literal
 import numpy as np
 import numpy.typing as npt
 import pytest
+from progress_helpers import RecordedProgress
 
 import edgecv
 from edgecv.bench import (
@@ -157,9 +158,9 @@ def test_benchmark_power_samples_and_failures(model: Model, bus: npt.NDArray[np.
 
 
 def test_benchmark_progress_and_argument_checks(model: Model, bus: npt.NDArray[np.uint8]) -> None:
-    seen: list[tuple[int, int]] = []
-    benchmark([model], bus, warmup=1, runs=2, progress=lambda done, total: seen.append((done, total)))
-    assert seen == [(1, 3), (2, 3), (3, 3)]
+    progress = RecordedProgress()
+    benchmark([model], bus, warmup=1, runs=2, progress=progress)
+    assert progress.stages == [["bench", 3, 3]]  # one step per turn, untimed ones too
     with pytest.raises(ValueError):
         benchmark([model], bus, runs=0)
 

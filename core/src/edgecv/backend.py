@@ -28,7 +28,9 @@ from edgecv.exporting import ExportOptions
 from edgecv.files import atomic_target
 from edgecv.hardware import coral_usb_count
 from edgecv.hookspecs import hookimpl
+from edgecv.install_hints import pip_hint
 from edgecv.native_output import stderr_captured, stderr_redirected, stderr_silenced
+from edgecv.progress import Advance, Progress
 from edgecv.spec import (
     Layout,
     ModelSpec,
@@ -48,6 +50,7 @@ if TYPE_CHECKING:
 _LAZY = {"calibration_files": "edgecv.calibration", "read_image": "edgecv.images"}
 
 __all__ = [
+    "Advance",
     "AsyncSession",
     "Availability",
     "Backend",
@@ -64,6 +67,7 @@ __all__ = [
     "ModelError",
     "ModelSpec",
     "Outputs",
+    "Progress",
     "Quantization",
     "Session",
     "SessionSpec",
@@ -76,6 +80,7 @@ __all__ = [
     "imgsz_from_metadata",
     "one_line",
     "parse_metadata_value",
+    "pip_hint",
     "positive_int",
     "read_image",
     "single_input",

@@ -16,6 +16,7 @@ piped, redirected or the command prints ``--json``.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
@@ -42,6 +43,7 @@ def _bar(stage: str, total: int | None) -> Iterator[Advance]:
 
     bar: click._termui_impl.ProgressBar[int]
     with click.progressbar(
+        itertools.count() if total is None else None,  # click needs one of the two: a bare counter
         length=total,
         label=stage,
         file=sys.stderr,

@@ -6,8 +6,10 @@ where it is not installed; everything else runs everywhere.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import sys
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -83,7 +85,7 @@ def test_missing_extra_names_the_install(
         BackendError, match=r"Exporting TFLite models needs .*onnx2tf.*sng4onnx.*, which are not installed"
     ) as info:
         export.export(source, tmp_path, {"precision": "fp32"})
-    assert "pip install 'edgecv-tflite[export]'" in info.value.hint
+    assert "pip install --find-links dist 'edgecv-tflite[export]'" in info.value.hint
     assert not list(tmp_path.iterdir())
 
 
@@ -126,6 +128,26 @@ def _matched(reference: Detections, candidate: Detections, min_iou: float) -> in
     return found
 
 
+class Recorder:
+    """A ``Progress`` that keeps (stage, total, steps done) for each stage."""
+
+    def __init__(self) -> None:
+        self.stages: list[tuple[str, int | None, int]] = []
+
+    @contextlib.contextmanager
+    def __call__(self, stage: str, total: int | None) -> Iterator[Callable[[int], None]]:
+        done = [0]
+
+        def advance(steps: int) -> None:
+            done[0] += steps
+
+        yield advance
+        self.stages.append((stage, total, done[0]))
+
+
+INT8_PROGRESS = Recorder()
+
+
 @pytest.fixture(scope="module")
 def int8_model(assets: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     if MISSING:
@@ -134,8 +156,24 @@ def int8_model(assets: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     return export.export(
         assets / "models" / SOURCE,
         folder,
-        {"precision": "int8", "calib": assets / "coco128" / "images" / "train2017", "calib_size": 8},
+        {
+            "precision": "int8",
+            "calib": assets / "coco128" / "images" / "train2017",
+            "calib_size": 8,
+            "progress": INT8_PROGRESS,
+        },
     )
+
+
+@needs_extra
+def test_int8_export_reports_each_stage(int8_model: Path) -> None:
+    assert INT8_PROGRESS.stages == [
+        ("reading calibration images", 8, 8),
+        ("converting ONNX to TensorFlow", 1, 1),
+        ("calibrating", 8, 8),
+        ("averaging ranges", 8, 8),
+        ("quantizing", 1, 1),
+    ]
 
 
 @needs_extra

@@ -27,14 +27,12 @@ import numpy.typing as npt
 
 from edgecv.bench.stats import paired_ratio
 from edgecv.errors import EdgecvError
+from edgecv.progress import Progress, report
 from edgecv.sensors import PowerMeter, Unavailable
 from edgecv.summary import Summary, summarize
 
 if TYPE_CHECKING:
     from edgecv.model import Model
-
-Progress = Callable[[int, int], None]
-"""Called with (calls done, calls in all) as the loop advances."""
 
 
 @attrs.frozen
@@ -249,15 +247,16 @@ def benchmark(
     ``interleave`` alternates several models in blocks of ``block`` timed calls, each block after
     one untimed call (the default: fair on a noisy machine); otherwise each model runs all its
     calls before the next starts. ``meter`` attributes power to each model's timed calls (see
-    ``edgecv.sensors``).
+    ``edgecv.sensors``). ``progress`` is told of each turn (stage ``bench``: one end-to-end and
+    one bare call, timed or not; see ``edgecv.progress``).
     """
     if runs < 1 or warmup < 0 or block < 1:
         raise ValueError("runs and block must be >= 1 and warmup >= 0")
     rows = [_Row(model, image, meter) for model in models]
     schedule = _schedule(len(rows), warmup, runs, interleave, block)
     gc.collect()
-    for done, (index, timed) in enumerate(schedule, start=1):
-        rows[index].turn(record=timed)
-        if progress is not None:
-            progress(done, len(schedule))
+    with report(progress)("bench", len(schedule)) as advance:
+        for index, timed in schedule:
+            rows[index].turn(record=timed)
+            advance(1)
     return [row.result(warmup, runs) for row in rows]

@@ -20,6 +20,7 @@ COMMANDS = {
     "bench": "edgecv.cli.bench:bench_command",
     "export": "edgecv.cli.export:export_command",
     "backends": "edgecv.cli.backends:backends_command",
+    "models": "edgecv.cli.models:models_command",
     "run": "edgecv.cli.run:run_command",
     "doctor": "edgecv.cli.doctor:doctor_command",
 }

@@ -4,16 +4,17 @@ from __future__ import annotations
 
 import itertools
 import json
-import sys
-import time
 from typing import TYPE_CHECKING, Any
 
 import click
+
+from edgecv.cli.options import option_flag
 
 if TYPE_CHECKING:
     from pathlib import Path
 
     from edgecv.model import Model
+    from edgecv.progress import Progress
 
 BLOCK = 10
 """Timed calls per model before the next model's turn (each block opens with one untimed call)."""
@@ -25,14 +26,15 @@ BLOCK = 10
     "-m",
     "models",
     multiple=True,
-    help="Model file, folder or registry name; repeat to compare [default: yolov8n].",
+    help="Model file, folder or registry name; repeat to compare [default: yolox-nano, inside edgecv].",
 )
 @click.option(
     "--backend", "-b", "backends", multiple=True, help="Backend name; repeat to compare [default: auto]."
 )
 @click.option("--imgsz", type=int, default=None, help="Input size for models with a dynamic input.")
 @click.option("--arch", default=None, help="Force the output decoder: yolov8, yolov5, yolox, end2end.")
-@click.option("--threads", type=int, default=None, help="Runtime threads (backend option).")
+@click.option("--threads", type=int, default=None, help="Runtime threads (the same as -o threads=N).")
+@option_flag("--option", "-o")
 @click.option("--warmup", type=click.IntRange(min=0), default=10, show_default=True, help="Untimed calls.")
 @click.option("--runs", type=click.IntRange(min=1), default=100, show_default=True, help="Timed calls.")
 @click.option("--source", default=None, help="Image to run on [default: <assets>/images/bus.jpg].")
@@ -68,6 +70,7 @@ def bench_command(
     imgsz: int | None,
     arch: str | None,
     threads: int | None,
+    option_pairs: tuple[str, ...],
     warmup: int,
     runs: int,
     source: str | None,
@@ -95,15 +98,19 @@ def bench_command(
     from edgecv.bench.device import load_average
     from edgecv.cli.options import backend_options
     from edgecv.images import read_image
+    from edgecv.progress import terminal_progress
     from edgecv.registry import DEFAULT_MODEL
 
+    options = backend_options(threads, option_pairs)
+    progress = terminal_progress(enabled=not as_json)
     if video is not None:
-        _bench_video(video, models, backends, imgsz, arch, threads, skips, track, frames, rounds, as_json)
+        _bench_video(
+            video, models, backends, imgsz, arch, options, skips, track, frames, rounds, as_json, progress
+        )
         return
     image_path = _source_image(source)
     image = read_image(image_path)
     validate = _validator() if data is not None else None
-    options = backend_options(threads)
     paths = [registry.resolve(model) for model in models or (DEFAULT_MODEL,)]
     loaded = _load_all(paths, backends or ("auto",), imgsz=imgsz, arch=arch, options=options)
 
@@ -119,7 +126,7 @@ def bench_command(
         meter=meter,
         interleave=not sequential,
         block=BLOCK,
-        progress=_progress() if sys.stderr.isatty() else None,
+        progress=progress,
     )
     temperature_after = sensors.read_temperature()
     load_after = load_average()
@@ -129,7 +136,7 @@ def bench_command(
     for model, measurement in zip(loaded, measurements, strict=True):
         accuracy = None
         if validate is not None and data is not None:
-            scores = validate(model, data, progress=False)
+            scores = validate(model, data, progress=progress)
             accuracy = {"data": data, "map50_95": scores.map50_95, "map50": scores.map50}
         results.append(
             result_record(
@@ -168,17 +175,17 @@ def _bench_video(
     backends: tuple[str, ...],
     imgsz: int | None,
     arch: str | None,
-    threads: int | None,
+    options: dict[str, Any],
     skips: tuple[int, ...],
     track: bool,
     frames: int,
     rounds: int,
     as_json: bool,
+    progress: Progress,
 ) -> None:
     from pathlib import Path
 
     import edgecv
-    from edgecv.cli.options import backend_options
     from edgecv.errors import ConfigError, ImageError
     from edgecv.registry import DEFAULT_MODEL
     from edgecv.runtime.throughput import format_video_report, video_throughput
@@ -193,9 +200,11 @@ def _bench_video(
         backends[0] if backends else "auto",
         imgsz=imgsz,
         arch=arch,
-        **backend_options(threads),
+        **options,
     )
-    results = video_throughput(model, path, skips=skips or (1, 3), track=track, frames=frames, rounds=rounds)
+    results = video_throughput(
+        model, path, skips=skips or (1, 3), track=track, frames=frames, rounds=rounds, progress=progress
+    )
     if as_json:
         click.echo(
             json.dumps({"video": str(path), "frames": frames, "results": [r.to_dict() for r in results]})
@@ -262,19 +271,6 @@ def _load_all(
     if not loaded:
         raise skipped[0]
     return loaded
-
-
-def _progress() -> Any:
-    last = [0.0]
-
-    def report(done: int, total: int) -> None:
-        now = time.monotonic()
-        if done == total or now - last[0] > 0.5:
-            last[0] = now
-            end = "\n" if done == total else ""
-            click.echo(f"\rbench: {done}/{total} turns{end}", err=True, nl=False)
-
-    return report
 
 
 def _meter_record(meter: Any) -> dict[str, Any]:

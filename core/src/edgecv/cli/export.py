@@ -7,6 +7,10 @@ from typing import Any
 
 import click
 
+from edgecv.calibration import SUBSETS
+from edgecv.cli.options import VALUE_RULE, export_options, option_flag
+from edgecv.progress import terminal_progress
+
 # A quantized export that loses more than this (mAP50-95, in points) on --check DATA is flagged.
 MAX_MAP_DROP = 1.0
 
@@ -26,6 +30,14 @@ MAX_MAP_DROP = 1.0
 )
 @click.option("--calib-size", type=int, default=None, help="Number of calibration images.")
 @click.option(
+    "--calib-subset",
+    type=click.Choice(SUBSETS, case_sensitive=False),
+    default="all",
+    show_default=True,
+    help="Calibrate on every image of --calib or on the even/odd half in name order "
+    "(score on the other half: edgecv val --subset).",
+)
+@click.option(
     "--calib-method",
     default=None,
     help="Calibration method of the target (onnx: minmax, entropy, percentile; tflite: average, minmax).",
@@ -44,6 +56,11 @@ MAX_MAP_DROP = 1.0
     help="Input type of a full-integer tflite model [default: int8].",
 )
 @click.option("--output", "-o", required=True, help="Output file or folder.")
+@option_flag(
+    "--option",
+    help="Exporter option KEY=VALUE, repeatable (no short form: -o is --output here): e.g. "
+    f"optimize=false (onnx), edgetpu=false (tflite). {VALUE_RULE}",
+)
 def export_command(
     model: str,
     target: str,
@@ -51,12 +68,19 @@ def export_command(
     imgsz: int | None,
     calib: str | None,
     calib_size: int | None,
+    calib_subset: str,
     calib_method: str | None,
     check_data: str | None,
     io_type: str | None,
     output: str,
+    option_pairs: tuple[str, ...],
 ) -> None:
-    """Export MODEL to another format with the plugin that owns that format."""
+    """Export MODEL to another format with the plugin that owns that format.
+
+    Here -o is --output (as in every earlier release); exporter options such as onnx's
+    optimize=false or tflite's edgetpu=false are given with --option KEY=VALUE, which has no
+    short form on this command.
+    """
     from edgecv import plugins, registry
     from edgecv.backends import select_exporter
     from edgecv.errors import BackendError
@@ -71,10 +95,13 @@ def export_command(
         "imgsz": imgsz,
         "calib": calib,
         "calib_size": calib_size,
+        "calib_subset": calib_subset,
         "calib_method": calib_method,
+        "progress": terminal_progress(),  # stages on a terminal's stderr; nothing when piped
     }
     if io_type is not None:
         options["io"] = io_type
+    options.update(export_options(option_pairs, options))
     result: Path | None = plugins.plugin_manager().hook.edgecv_export(
         exporter=exporter, source=source, output=Path(output), options=options
     )
@@ -104,7 +131,7 @@ def _check(validate: Any, source: Path, result: Path, data: str, precision: str,
 
     scores = {}
     for label, path in (("source", source), (precision, result)):
-        score = scores[label] = validate(load(path, imgsz=imgsz), data)
+        score = scores[label] = validate(load(path, imgsz=imgsz), data, progress=terminal_progress())
         click.echo(f"check {label:>6}: mAP50-95 {score.map50_95:.3f}  mAP50 {score.map50:.3f}  ({path})")
     before, after = scores["source"], scores[precision]
     drop = (before.map50_95 - after.map50_95) * 100

@@ -37,6 +37,7 @@ class RunOptions(NamedTuple):
     arch: str | None
     names: str | None
     threads: int | None
+    option_pairs: tuple[str, ...]
     conf: float
     iou: float
     classes: str | None
@@ -136,6 +137,7 @@ def run_command(**options: Any) -> None:
 
     opts = RunOptions(**options)
     classes = parse_class_ids(opts.classes)
+    backend = backend_options(opts.threads, opts.option_pairs)
     config, policy, governor = _run_config(opts), _event_policy(opts), _governor(opts)
     if opts.stats_json:  # fail now, not after a run of hours
         _check_output_file(opts.stats_json, "--stats-json", "stats.json")
@@ -146,7 +148,7 @@ def run_command(**options: Any) -> None:
             outputs.append(_closed_by(stack, _window(lambda: started[0].stop() if started else None)))
         # Started here: fails fast on a bad source, before the model loads, and tells the frame rate.
         source = stack.enter_context(open_source(opts.source, realtime=opts.realtime))
-        model = stack.enter_context(_load_model(opts, classes))
+        model = stack.enter_context(_load_model(opts, classes, backend))
         outputs += _outputs(opts, source.fps, stack)
         runtime = stack.enter_context(
             Runtime(
@@ -198,7 +200,7 @@ def _governor(opts: RunOptions) -> ThermalGovernor | bool:
     return ThermalGovernor(policy) if policy is not None else False
 
 
-def _load_model(opts: RunOptions, classes: tuple[int, ...] | None) -> Model:
+def _load_model(opts: RunOptions, classes: tuple[int, ...] | None, options: dict[str, Any]) -> Model:
     import edgecv
     from edgecv.registry import DEFAULT_MODEL
 
@@ -211,7 +213,7 @@ def _load_model(opts: RunOptions, classes: tuple[int, ...] | None) -> Model:
         conf=opts.conf,
         iou=opts.iou,
         classes=classes,
-        **backend_options(opts.threads),
+        **options,
     )
 
 

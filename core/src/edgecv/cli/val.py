@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import click
 
+from edgecv.calibration import SUBSETS
 from edgecv.cli.options import backend_options, model_options
 
 if TYPE_CHECKING:
@@ -22,6 +22,17 @@ if TYPE_CHECKING:
     "-d",
     required=True,
     help="YOLO dataset folder (images/ + labels/, or an images folder) or COCO instances_*.json.",
+)
+@click.option(
+    "--subset",
+    type=click.Choice(SUBSETS, case_sensitive=False),
+    default="all",
+    show_default=True,
+    help="Score every image, or the even/odd half in name order (e.g. the half that "
+    "`edgecv export --calib-subset` did not calibrate on).",
+)
+@click.option(
+    "--fliplr", is_flag=True, help="Score the images flipped left-right (their labels mirrored too)."
 )
 @click.option("--conf", type=float, default=0.001, show_default=True, help="Minimum score.")
 @click.option("--iou", type=float, default=0.7, show_default=True, help="NMS IoU threshold.")
@@ -40,7 +51,10 @@ def val_command(
     arch: str | None,
     names: str | None,
     threads: int | None,
+    option_pairs: tuple[str, ...],
     data: str,
+    subset: str,
+    fliplr: bool,
     conf: float,
     iou: float,
     max_det: int,
@@ -54,20 +68,22 @@ def val_command(
     import edgecv
     from edgecv.evaluation import validate
     from edgecv.postprocess import PostprocessOptions
+    from edgecv.progress import terminal_progress
     from edgecv.registry import DEFAULT_MODEL
 
     PostprocessOptions(conf=conf, iou=iou, max_det=max_det)  # checks them before the model loads
-    loaded = edgecv.load(
-        model or DEFAULT_MODEL, backend, arch=arch, imgsz=imgsz, names=names, **backend_options(threads)
-    )
+    options = backend_options(threads, option_pairs)
+    loaded = edgecv.load(model or DEFAULT_MODEL, backend, arch=arch, imgsz=imgsz, names=names, **options)
     result = validate(
         loaded,
         data,
         conf=conf,
         iou=iou,
         max_det=max_det,
-        progress=not as_json and sys.stderr.isatty(),
+        progress=terminal_progress(enabled=not as_json),
         save_json=Path(save_json) if save_json else None,
+        subset=subset,
+        mirror=fliplr,
     )
     if as_json:
         click.echo(json.dumps(result.to_dict()))

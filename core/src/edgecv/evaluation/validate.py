@@ -11,7 +11,6 @@ reported as ``DatasetWarning`` (first few only; all of them are in ``ValResult.i
 from __future__ import annotations
 
 import json
-import sys
 import time
 import warnings
 from collections.abc import Iterator, Sequence
@@ -27,8 +26,8 @@ from edgecv.errors import ConfigError, EdgecvError
 from edgecv.evaluation.datasets import Dataset, DatasetError, Sample, load_dataset
 from edgecv.evaluation.metrics import ImageMatches, accumulate, match_image
 from edgecv.files import atomic_target, check_output_file
-from edgecv.images import read_image
 from edgecv.postprocess import PostprocessOptions
+from edgecv.progress import Progress, report
 
 if TYPE_CHECKING:
     from edgecv.detections import Detections
@@ -137,33 +136,33 @@ def validate(
     conf: float = 0.001,
     iou: float = 0.7,
     max_det: int = 300,
-    progress: bool = False,
+    progress: Progress | None = None,
     save_json: Path | None = None,
+    subset: str | None = None,
+    mirror: bool = False,
 ) -> ValResult:
     """COCO mAP50-95 / mAP50 of ``model`` on a YOLO folder or COCO JSON dataset ``data``.
 
-    ``progress`` draws a bar on stderr. ``save_json`` writes the detections in COCO results
-    format: YOLO folders use the image stem as ``image_id`` when every stem is a number (else
-    the image's index in sorted order) and the COCO category id (1..90) when the model has the
-    80 COCO class names (else the class id); COCO datasets use their own image and category ids.
+    ``progress`` is told of each image (stage ``val MODEL-FILE``, see ``edgecv.progress``).
+    ``save_json`` writes the detections in COCO results format: YOLO folders use the image stem
+    as ``image_id`` when every stem is a number (else the image's index in sorted order) and the
+    COCO category id (1..90) when the model has the 80 COCO class names (else the class id); COCO
+    datasets use their own image and category ids. ``subset`` (``"even"``/``"odd"``) scores one
+    half of the images in name order and ``mirror`` flips them left-right with their labels
+    (``datasets.select``): held-out scoring of a model calibrated on the other half.
     """
-    dataset = load_dataset(data, model.names)
+    dataset = load_dataset(data, model.names, subset=subset, mirror=mirror)
     if save_json is not None:
         check_output_file(Path(save_json), "--save-json", "detections.json")  # before a long run
     _warn(dataset.issues, "dataset problems")
     options = PostprocessOptions(conf=conf, iou=iou, max_det=max_det, multi_label=True)
     run = _Run(dataset, model, max_det, keep_detections=save_json is not None)
     with ThreadPoolExecutor(max_workers=1) as pool:
-        reads = _prefetch(pool, dataset.samples)
-        if progress:
-            import click
-
-            with click.progressbar(reads, length=len(dataset.samples), label="val", file=sys.stderr) as bar:
-                for sample, future in bar:
-                    run.add(sample, future, options)
-        else:
-            for sample, future in reads:
+        stage = f"val {model.spec.path.name}"
+        with report(progress)(stage, len(dataset.samples)) as advance:
+            for sample, future in _prefetch(pool, dataset.samples):
                 run.add(sample, future, options)
+                advance(1)
     _warn(run.failures, "unreadable images")
     if not run.matches:
         raise DatasetError(
@@ -180,15 +179,15 @@ def _prefetch(
 ) -> Iterator[tuple[Sample, Future[tuple[npt.NDArray[np.uint8], float]]]]:
     pending: list[tuple[Sample, Future[tuple[npt.NDArray[np.uint8], float]]]] = []
     for sample in samples:
-        pending.append((sample, pool.submit(_timed_read, sample.path)))
+        pending.append((sample, pool.submit(_timed_read, sample)))
         if len(pending) > PREFETCH:
             yield pending.pop(0)
     yield from pending
 
 
-def _timed_read(path: Path) -> tuple[npt.NDArray[np.uint8], float]:
+def _timed_read(sample: Sample) -> tuple[npt.NDArray[np.uint8], float]:
     start = time.perf_counter()
-    image = read_image(path)
+    image = sample.read()  # flipped left-right for a mirrored sample
     return image, (time.perf_counter() - start) * 1e3
 
 
@@ -294,6 +293,8 @@ class _Run:
                 "iou": options.iou,
                 "max_det": options.max_det,
                 "multi_label": options.multi_label,
+                "subset": dataset.subset,
+                "mirror": dataset.mirrored,
             },
             issues=(*dataset.issues, *self.failures),
         )

@@ -38,7 +38,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-MQTT_MISSING = "MQTT sync needs paho-mqtt: pip install 'edgecv-core[mqtt]'"
+MQTT_MISSING = "MQTT sync needs paho-mqtt: pip install 'paho-mqtt>=2.0' (edgecv-core's mqtt extra)"
 MAX_ANSWER_BYTES = 64 * 1024
 """The most of an HTTP answer read: the status is the acknowledgement, the body only a detail."""
 

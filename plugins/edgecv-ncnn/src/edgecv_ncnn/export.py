@@ -10,6 +10,9 @@ moved to the output. Precision: ``fp32``; ``fp16`` (pnnx ``fp16=1``: half-size .
 ``int8`` (ncnn2table on calibration images prepared by edgecv's own preprocessing, then ncnn2int8;
 both tools must be installed, see ``tools``). The source is read with edgecv's ONNX backend, so the
 names, input size and preprocessing recorded are exactly the ones inference uses.
+
+Progress (``options["progress"]``, read as ``ExportOptions.progress``) is told of the stages: the
+pnnx conversion, and for INT8 the calibration tensors (n/N images), ncnn2table and ncnn2int8.
 """
 
 from __future__ import annotations
@@ -30,7 +33,6 @@ from edgecv.backend import (
     ModelError,
     ModelSpec,
     atomic_target,
-    calibration_files,
     parse_metadata_value,
     read_image,
 )
@@ -74,7 +76,9 @@ def export(source: Path, output: Path, options: Mapping[str, Any]) -> Path:
         )
     with tempfile.TemporaryDirectory(prefix="edgecv-ncnn-") as temporary:
         work = Path(temporary)
-        _convert(pnnx, source, work, spec, fp16=settings.precision == "fp16")
+        with settings.progress("pnnx conversion", 1) as advance:
+            _convert(pnnx, source, work, spec, fp16=settings.precision == "fp16")
+            advance(1)
         details: dict[str, Any] = {}
         if int8_tools is not None:
             _quantize(work, reference, settings, int8_tools, details)
@@ -131,21 +135,56 @@ def _quantize(
     """ncnn2table on edgecv-preprocessed tensors (.npy, ``type=1``), then ncnn2int8."""
     assert settings.calib is not None
     table_tool, int8_tool = int8_tools
-    files = calibration_files(settings.calib, settings.calib_size)
+    files = settings.calibration_files()  # --calib-size of them, from --calib-subset
     folder = work / "calib"
     folder.mkdir()
     names = []
-    for index, file in enumerate(files):
-        tensor, _ = reference.preprocess(read_image(file))
-        name = f"calib/{index:05d}.npy"
-        # ncnn2table reads float32 C-order [c, h, w] arrays, the letterboxed tensor without its batch.
-        np.save(work / name, np.ascontiguousarray(tensor[0], dtype=np.float32))
-        names.append(name)
+    with settings.progress("calibration images", len(files)) as advance:
+        for index, file in enumerate(files):
+            tensor, _ = reference.preprocess(read_image(file))
+            name = f"calib/{index:05d}.npy"
+            # ncnn2table reads float32 C-order [c, h, w] arrays, the letterboxed tensor without its batch.
+            np.save(work / name, np.ascontiguousarray(tensor[0], dtype=np.float32))
+            names.append(name)
+            advance(1)
     # Relative paths: ncnn2table reads at most 255 characters per line and no spaces.
     (work / "calib.txt").write_text("\n".join(names) + "\n")
     height, width = reference.spec.imgsz
     channels = reference.spec.input.shape[1] or 3
     hint = "Check the calibration images and the ncnn tools' version (they must match the ncnn wheel's)."
+    with settings.progress("ncnn2table calibration", 1) as advance:
+        _calibrate(work, table_tool, settings, (width, height, channels), hint)
+        advance(1)
+    if not (work / "model.table").is_file():
+        raise ModelError("ncnn2table wrote no calibration table", hint)
+    with settings.progress("ncnn2int8 conversion", 1) as advance:
+        tools.run(
+            [int8_tool, PARAM, BIN, "int8.ncnn.param", "int8.ncnn.bin", "model.table"],
+            work,
+            "ncnn2int8 (INT8 conversion)",
+            hint,
+        )
+        advance(1)
+    for produced, final in (("int8.ncnn.param", PARAM), ("int8.ncnn.bin", BIN)):
+        if not (work / produced).is_file():
+            raise ModelError(f"ncnn2int8 wrote no {produced}", hint)
+        os.replace(work / produced, work / final)
+    details["edgecv_calibration"] = {
+        "images": len(files),
+        "folder": str(settings.calib),
+        "subset": settings.calib_subset,
+        "method": settings.calib_method,
+        "preprocessing": "edgecv letterbox (the pipeline's own), saved as .npy (ncnn2table type=1)",
+        "ncnn2table": str(table_tool),
+        "ncnn2int8": str(int8_tool),
+    }
+
+
+def _calibrate(
+    work: Path, table_tool: Path, settings: ExportOptions, shape: tuple[int, int, int], hint: str
+) -> None:
+    """ncnn2table: the calibration table ``model.table`` from the tensors listed in calib.txt."""
+    width, height, channels = shape
     tools.run(
         [
             table_tool,
@@ -162,26 +201,6 @@ def _quantize(
         "ncnn2table (INT8 calibration)",
         hint,
     )
-    if not (work / "model.table").is_file():
-        raise ModelError("ncnn2table wrote no calibration table", hint)
-    tools.run(
-        [int8_tool, PARAM, BIN, "int8.ncnn.param", "int8.ncnn.bin", "model.table"],
-        work,
-        "ncnn2int8 (INT8 conversion)",
-        hint,
-    )
-    for produced, final in (("int8.ncnn.param", PARAM), ("int8.ncnn.bin", BIN)):
-        if not (work / produced).is_file():
-            raise ModelError(f"ncnn2int8 wrote no {produced}", hint)
-        os.replace(work / produced, work / final)
-    details["edgecv_calibration"] = {
-        "images": len(files),
-        "folder": str(settings.calib),
-        "method": settings.calib_method,
-        "preprocessing": "edgecv letterbox (the pipeline's own), saved as .npy (ncnn2table type=1)",
-        "ncnn2table": str(table_tool),
-        "ncnn2int8": str(int8_tool),
-    }
 
 
 def _versions(pnnx: Path) -> dict[str, str]:

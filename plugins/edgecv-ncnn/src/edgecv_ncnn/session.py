@@ -70,7 +70,10 @@ class NcnnOptions:
         for name in ("fp16", "vulkan", "light_mode"):
             value = options.get(name)
             if value is not None and not isinstance(value, bool):
-                raise ConfigError(f"ncnn option {name} must be True or False, got {value!r}", "")
+                raise ConfigError(
+                    f"ncnn option {name} must be True or False, got {value!r}",
+                    f"Pass -o {name}=true or -o {name}=false ({name}=True in Python).",
+                )
             if value is not None:
                 flags[name] = value
         return cls(threads=threads, **flags)
@@ -88,9 +91,9 @@ def _ncnn() -> Any:
     try:
         return importlib.import_module("ncnn")
     except ImportError as exc:
-        raise BackendError(
-            f"ncnn cannot be imported: {exc}", "pip install edgecv-ncnn (it installs ncnn)."
-        ) from exc
+        from edgecv_ncnn.plugin import INSTALL_HINT
+
+        raise BackendError(f"ncnn cannot be imported: {exc}", INSTALL_HINT) from exc
 
 
 def _quote(lines: Sequence[str]) -> str:

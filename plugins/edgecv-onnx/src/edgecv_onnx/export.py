@@ -2,11 +2,13 @@
 
 INT8 is onnxruntime's static quantization in QDQ form: activations uint8 per tensor, weights int8 per
 output channel, ranges calibrated on real images passed through edgecv's own preprocessing
-(``calibration.ImageCalibrationReader``). The detection head's post-processing stays float
-(``graph.float_head``). The written file keeps the source's metadata (names, imgsz, stride, task...)
-so edgecv reads it like the original, plus ``edgecv_*`` keys that record how it was made.
+(``calibration.ImageCalibrationReader``), one image at a time so memory does not grow with their
+number (``quantize.calibrate``), reporting each stage through ``ExportOptions.progress``. The
+detection head's post-processing stays float (``graph.float_head``). The written file keeps the
+source's metadata (names, imgsz, stride, task...) so edgecv reads it like the original, plus
+``edgecv_*`` keys that record how it was made.
 
-Needs the ``onnx`` package (``pip install edgecv-onnx[export]``); inference does not.
+Needs the ``onnx`` package (``pip install --find-links dist 'edgecv-onnx[export]'``); inference does not.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from edgecv.backend import BackendError, ConfigError, ExportOptions, ModelError, atomic_target
+from edgecv.backend import BackendError, ConfigError, ExportOptions, ModelError, atomic_target, pip_hint
 
 if TYPE_CHECKING:
     import onnx
@@ -27,7 +29,7 @@ if TYPE_CHECKING:
 TARGET = "onnx"
 CALIB_METHODS = ("percentile", "minmax", "entropy")  # the first is the default
 DEFAULT_CALIB_SIZE = 64
-EXPORT_HINT = "pip install edgecv-onnx[export] (it adds the onnx package)."
+EXPORT_HINT = f"{pip_hint('edgecv-onnx[export]')} (it adds the onnx package)."
 
 
 def require_onnx() -> None:
@@ -43,7 +45,11 @@ def require_onnx() -> None:
 def export(source: Path, output: Path, options: Mapping[str, Any]) -> Path:
     """Write ``source`` at the precision in ``options`` to ``output``; return the written file."""
     settings = ExportOptions.parse(
-        options, target="ONNX", calib_methods=CALIB_METHODS, default_calib_size=DEFAULT_CALIB_SIZE
+        options,
+        target="ONNX",
+        calib_methods=CALIB_METHODS,
+        default_calib_size=DEFAULT_CALIB_SIZE,
+        extra=("optimize", "float_last_convs"),
     )
     require_onnx()
     import onnx
@@ -53,12 +59,10 @@ def export(source: Path, output: Path, options: Mapping[str, Any]) -> Path:
 
     files: list[Path] = []
     if settings.precision == "int8":
-        from edgecv.backend import calibration_files
         from edgecv_onnx.quantize import require_quantization_support
 
         require_quantization_support()
-        assert settings.calib is not None
-        files = calibration_files(settings.calib, settings.calib_size)
+        files = settings.calibration_files()
     if source.suffix.lower() != ".onnx" or not source.is_file():
         raise ModelError(f"{source} is not an .onnx file", "edgecv export --to onnx converts ONNX models.")
     target = _output_path(source, output, settings.precision)
@@ -115,6 +119,7 @@ def _to_int8(
         ImageCalibrationReader(reference, files),
         input_size=reference.spec.imgsz,
         method=settings.calib_method,
+        progress=settings.progress,
         # Expert switches (Python API only): quant_pre_process first; keep the head's feeding convs float.
         optimize=bool(settings.raw.get("optimize", True)),
         float_last_convs=bool(settings.raw.get("float_last_convs", False)),
@@ -128,7 +133,8 @@ def _to_int8(
             "folder": str(settings.calib.resolve()),
             "count": len(files),
             "method": settings.calib_method,
-            "selection": "spread evenly over the folder in name order",
+            "subset": settings.calib_subset,
+            "selection": "spread evenly over the folder (its subset) in name order",
             "first": files[0].name,
             "last": files[-1].name,
         }

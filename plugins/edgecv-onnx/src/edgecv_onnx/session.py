@@ -17,6 +17,7 @@ from edgecv.backend import (
     TensorSpec,
     check_options,
     one_line,
+    positive_int,
     single_input,
 )
 
@@ -42,6 +43,11 @@ def choose_providers(requested: Sequence[str] | str | None) -> list[str]:
     available = ort.get_available_providers()
     if requested is None:
         return [p for p in PREFERRED_PROVIDERS if p in available]
+    if not isinstance(requested, (str, list, tuple)) or not all(isinstance(p, str) for p in requested):
+        raise ConfigError(
+            f"ONNX Runtime option providers must be a name or a list of names, got {requested!r}",
+            'Pass e.g. providers=CPU (-o providers=CPU, or -o providers=\'["CUDA", "CPU"]\').',
+        )
     wanted = [requested] if isinstance(requested, str) else list(requested)
     wanted = [p if p.endswith("ExecutionProvider") else f"{p}ExecutionProvider" for p in wanted]
     missing = [p for p in wanted if p not in available]
@@ -54,17 +60,29 @@ def choose_providers(requested: Sequence[str] | str | None) -> list[str]:
 
 
 def session_options(options: Mapping[str, Any]) -> ort.SessionOptions:
+    """``threads`` / ``inter_threads`` (positive ints) and ``spinning`` (bool) as ONNX Runtime settings.
+
+    ``spinning=False`` makes idle pool threads sleep instead of busy-waiting for the next call
+    (both the intra-op and the inter-op pool); ONNX Runtime's default, kept when it is not given,
+    spins, which is fastest on idle cores and can be much slower when other work shares them.
+    """
     settings = ort.SessionOptions()
     settings.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    threads = options.get("threads")
+    threads = positive_int(options, "threads", "ONNX Runtime")
     if threads is not None:
-        settings.intra_op_num_threads = int(threads)
-    if options.get("inter_threads") is not None:
-        settings.inter_op_num_threads = int(options["inter_threads"])
-    if options.get("spinning") is not None:
-        settings.add_session_config_entry(
-            "session.intra_op.allow_spinning", "1" if options["spinning"] else "0"
-        )
+        settings.intra_op_num_threads = threads
+    inter_threads = positive_int(options, "inter_threads", "ONNX Runtime")
+    if inter_threads is not None:
+        settings.inter_op_num_threads = inter_threads
+    spinning = options.get("spinning")
+    if spinning is not None:
+        if not isinstance(spinning, bool):
+            raise ConfigError(
+                f"ONNX Runtime option spinning must be true or false, got {spinning!r}",
+                "Pass spinning=false (-o spinning=false) to let idle threads sleep.",
+            )
+        for pool in ("intra_op", "inter_op"):
+            settings.add_session_config_entry(f"session.{pool}.allow_spinning", "1" if spinning else "0")
     return settings
 
 
@@ -109,9 +127,10 @@ class OnnxSession:
         if path.is_dir():
             raise ModelError(f"{path} is a folder, not an .onnx file", "Pass the .onnx file itself.")
         providers = choose_providers(options.get("providers"))
+        settings = session_options(options)  # a bad value is its own error, not a bad model file
         model = _model_source(path)
         try:
-            session = ort.InferenceSession(model, sess_options=session_options(options), providers=providers)
+            session = ort.InferenceSession(model, sess_options=settings, providers=providers)
         except Exception as exc:  # onnxruntime raises its own exception types for bad files
             first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise ModelError(

@@ -18,7 +18,7 @@ or two of float32 (measured on coco128; see the README table):
 * ranges are the mean of each calibration image's min/max (``calib_method="average"``, the default)
   instead of TensorFlow's global min/max, which lets one outlier image widen a layer's range.
 
-Needs ``pip install 'edgecv-tflite[export]'``; running the exported files does not.
+Needs ``pip install --find-links dist 'edgecv-tflite[export]'``; running the exported files does not.
 """
 
 from __future__ import annotations
@@ -32,8 +32,9 @@ import logging
 import os
 import shutil
 import subprocess
+import sys
 import tempfile
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -47,11 +48,15 @@ from edgecv.backend import (
     ModelError,
     atomic_target,
     one_line,
+    pip_hint,
     stderr_redirected,
 )
 
 if TYPE_CHECKING:
     from edgecv import Model
+    from edgecv.backend import Progress
+
+Advance = Callable[[int], None]
 
 logger = logging.getLogger(__name__)
 
@@ -60,7 +65,7 @@ PRECISIONS = ("fp32", "fp16", "dynamic", "int8")  # dynamic: int8 weights, float
 CALIB_METHODS = ("average", "minmax")  # the first is the default
 DEFAULT_CALIB_SIZE = 64
 IO_TYPES = ("int8", "uint8")
-EXPORT_HINT = "pip install 'edgecv-tflite[export]' (adds tensorflow-cpu and onnx2tf)."
+EXPORT_HINT = f"{pip_hint('edgecv-tflite[export]')} (adds tensorflow-cpu and onnx2tf)."
 EXPORT_MODULES = ("tensorflow", "onnx2tf", "onnx", "onnx_graphsurgeon", "sng4onnx", "tf_keras")
 # onnx2tf checks its conversion on this array and downloads it when it is not in the working folder.
 SAMPLE_FILE = "calibration_image_sample_data_20x128x128x3_float32.npy"
@@ -70,24 +75,65 @@ EDGETPU_TIMEOUT_S = 600
 
 
 @contextlib.contextmanager
-def _converter_output_held() -> Iterator[None]:
+def _converter_output_held(progress: Progress) -> Iterator[Progress]:
     """Send TensorFlow's and onnx2tf's native chatter (file descriptor 2) to a log file.
 
     Dozens of absl lines would bury edgecv's output and its one-line errors. The log is removed
-    after a successful export and kept, and named, after a failed one.
+    after a successful export and kept, and named, after a failed one. Yields ``progress`` made to
+    draw on the stderr it replaced (``_drawing_on``).
     """
     handle, name = tempfile.mkstemp(prefix="edgecv-tflite-export-", suffix=".log")
+    try:
+        terminal = os.dup(2)
+    except OSError:  # no stderr at all: nothing to draw on
+        terminal = -1
     ok = False
     try:
         with stderr_redirected(handle):
-            yield
+            yield _drawing_on(progress, terminal) if terminal >= 0 else progress
         ok = True
     finally:
         os.close(handle)
+        if terminal >= 0:
+            os.close(terminal)
         if ok:
             os.unlink(name)
         else:
             logger.warning("the converter's own output is in %s", name)
+
+
+@contextlib.contextmanager
+def _on_stderr(fd: int) -> Iterator[None]:
+    """File descriptor 2 back on ``fd`` for one write of the progress bar."""
+    with stderr_redirected(fd):
+        yield
+        sys.stderr.flush()
+
+
+def _drawing_on(progress: Progress, fd: int) -> Progress:
+    """``progress`` drawing on ``fd`` while file descriptor 2 goes to the converter log."""
+
+    @contextlib.contextmanager
+    def drawn(stage: str, total: int | None) -> Iterator[Advance]:
+        with _on_stderr(fd):
+            context = progress(stage, total)
+            advance = context.__enter__()
+
+        def visible(steps: int) -> None:
+            with _on_stderr(fd):
+                advance(steps)
+
+        try:
+            yield visible
+        except BaseException:
+            with _on_stderr(fd):
+                if not context.__exit__(*sys.exc_info()):
+                    raise
+        else:
+            with _on_stderr(fd):
+                context.__exit__(None, None, None)
+
+    return drawn
 
 
 def require_export_tools() -> None:
@@ -117,18 +163,14 @@ def export(source: Path, output: Path, options: Mapping[str, Any]) -> Path:
         calib_methods=CALIB_METHODS,
         default_calib_size=DEFAULT_CALIB_SIZE,
         precisions=PRECISIONS,
+        extra=("io", "edgetpu"),
     )
     io_type = str(settings.raw.get("io") or "int8").lower()
     if io_type not in IO_TYPES:
         raise ConfigError(f"Unknown TFLite input type {io_type!r}", f"Pass io as {' or '.join(IO_TYPES)}.")
     if source.suffix.lower() != ".onnx" or not source.is_file():
         raise ModelError(f"{source} is not an .onnx file", "edgecv export --to tflite converts ONNX models.")
-    files: list[Path] = []
-    if settings.precision == "int8":
-        from edgecv.backend import calibration_files
-
-        assert settings.calib is not None
-        files = calibration_files(settings.calib, settings.calib_size)
+    files = settings.calibration_files() if settings.precision == "int8" else []
     target = _output_path(source, output, settings.precision)
     require_export_tools()
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's C++ INFO lines, before its import
@@ -142,22 +184,39 @@ def export(source: Path, output: Path, options: Mapping[str, Any]) -> Path:
             "edgecv export --to tflite converts NCHW image models (as exported by PyTorch).",
         )
     details: dict[str, str] = {}
-    with _converter_output_held(), tempfile.TemporaryDirectory(prefix="edgecv-tflite-") as work:
+    with (
+        _converter_output_held(settings.progress) as progress,
+        tempfile.TemporaryDirectory(prefix="edgecv-tflite-") as work,
+    ):
         folder = Path(work)
-        samples = [_nhwc(reference, file) for file in files]
-        saved_model = _to_saved_model(source, reference, folder, samples)
-        if settings.precision in ("fp32", "fp16"):
-            data = _float_model(saved_model, settings.precision == "fp16")
-        elif settings.precision == "dynamic":
-            data = _dynamic_model(saved_model)
+        samples = []
+        with progress("reading calibration images", len(files)) if files else _no_stage() as advance:
+            for file in files:
+                samples.append(_nhwc(reference, file))
+                advance(1)
+        with progress("converting ONNX to TensorFlow", 1) as advance:
+            saved_model = _to_saved_model(source, reference, folder, samples)
+            advance(1)
+        if settings.precision == "int8":
+            data = _int8_model(saved_model, samples, io_type, settings.calib_method, details, progress)
         else:
-            data = _int8_model(saved_model, samples, io_type, settings.calib_method, details)
+            with progress(f"converting to TFLite {settings.precision}", 1) as advance:
+                if settings.precision == "dynamic":
+                    data = _dynamic_model(saved_model)
+                else:
+                    data = _float_model(saved_model, settings.precision == "fp16")
+                advance(1)
         with atomic_target(target) as partial:
             partial.write_bytes(data)
     _write_metadata(target, source, reference, settings, io_type, len(files), details)
     if settings.precision == "int8" and settings.raw.get("edgetpu", True):
-        _compile_edgetpu(target)
+        _compile_edgetpu(target, settings.progress)
     return target
+
+
+@contextlib.contextmanager
+def _no_stage() -> Iterator[Advance]:
+    yield lambda steps: None
 
 
 def _output_path(source: Path, output: Path, precision: str) -> Path:
@@ -266,35 +325,50 @@ def _int8_model(
     io_type: str,
     method: str,
     details: dict[str, str],
+    progress: Progress,
 ) -> bytes:
     """Calibrate, (re)set the ranges, quantize everything but the head, keep the output float32."""
     tf = _module("tensorflow")
     convert = _module("tensorflow.lite.python.convert")
 
-    def representative() -> Iterator[list[npt.NDArray[np.float32]]]:
-        for sample in samples:
-            yield [sample]
-
     converter = _converter(saved_model)
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
-    converter.representative_dataset = representative
     converter.target_spec.supported_ops = [
         tf.lite.OpsSet.TFLITE_BUILTINS_INT8,
         tf.lite.OpsSet.TFLITE_BUILTINS,
     ]
     # Calibrate only, then quantize with mlir_quantize: the public converter cannot keep the head float.
     converter._experimental_calibrate_only = True
-    calibrated = bytes(converter.convert())
+    with progress("calibrating", len(samples)) as advance:
+        converter.representative_dataset = _representative(samples, advance)
+        calibrated = bytes(converter.convert())
     if method == "average":
-        calibrated = average_ranges(calibrated, samples)
-    head = head_nodes(calibrated)
-    # Body only (float input and output around it), then the input made integer: TFLiteConverter's path.
-    quantized = convert.mlir_quantize(calibrated, fully_quantize=False, denylisted_nodes=head)
+        with progress("averaging ranges", len(samples)) as advance:
+            calibrated = average_ranges(calibrated, samples, advance)
+    with progress("quantizing", 1) as advance:
+        head = head_nodes(calibrated)
+        # Body only (float input and output around it), then the input made integer: TFLiteConverter's path.
+        quantized = convert.mlir_quantize(calibrated, fully_quantize=False, denylisted_nodes=head)
+        result = _input_type(bytes(quantized), tf.uint8 if io_type == "uint8" else tf.int8)
+        advance(1)
     details["edgecv_quantization"] = (
         f"full integer: activations int8 per tensor, weights int8 per channel, {io_type} input; "
         f"{len(head)} head ops kept float, float32 output"
     )
-    return _input_type(bytes(quantized), tf.uint8 if io_type == "uint8" else tf.int8)
+    return result
+
+
+def _representative(
+    samples: Sequence[npt.NDArray[np.float32]], advance: Advance
+) -> Callable[[], Iterator[list[npt.NDArray[np.float32]]]]:
+    """The converter's representative dataset: ``samples`` one by one, each one reported done."""
+
+    def dataset() -> Iterator[list[npt.NDArray[np.float32]]]:
+        for sample in samples:
+            yield [sample]
+            advance(1)
+
+    return dataset
 
 
 def _input_type(model: bytes, dtype: Any) -> bytes:
@@ -322,7 +396,9 @@ def _interpreter(model: bytes, *, keep_tensors: bool = False) -> Any:
     return interpreter
 
 
-def average_ranges(calibrated: bytes, samples: Sequence[npt.NDArray[np.float32]]) -> bytes:
+def average_ranges(
+    calibrated: bytes, samples: Sequence[npt.NDArray[np.float32]], advance: Advance | None = None
+) -> bytes:
     """Replace each tensor's calibrated range by the mean over ``samples`` of its per-image min/max.
 
     TensorFlow keeps the global min/max: a single bright or cluttered image then sets the int8 step of
@@ -351,6 +427,8 @@ def average_ranges(calibrated: bytes, samples: Sequence[npt.NDArray[np.float32]]
             values = interpreter.get_tensor(index)
             lows[slot] += float(values.min())
             highs[slot] += float(values.max())
+        if advance is not None:
+            advance(1)
     for slot, index in enumerate(ranged):
         tensors[index].quantization.min = [lows[slot] / len(samples)]
         tensors[index].quantization.max = [highs[slot] / len(samples)]
@@ -448,7 +526,7 @@ def _write_metadata(
         partial.write_text(text, encoding="utf-8")
 
 
-def _compile_edgetpu(model: Path) -> Path | None:
+def _compile_edgetpu(model: Path, progress: Progress) -> Path | None:
     """``<stem>_edgetpu.tflite`` beside ``model`` when edgetpu_compiler is installed; else nothing.
 
     The float head stays on the CPU (the compiler maps the int8 part and leaves the rest). A failed
@@ -459,13 +537,15 @@ def _compile_edgetpu(model: Path) -> Path | None:
         logger.info("edgetpu_compiler not found; skipping the Edge TPU model")
         return None
     try:
-        result = subprocess.run(
-            [compiler, "-s", "-o", str(model.parent), str(model)],
-            capture_output=True,
-            text=True,
-            timeout=EDGETPU_TIMEOUT_S,
-            check=False,
-        )
+        with progress("compiling for the Edge TPU", 1) as advance:
+            result = subprocess.run(
+                [compiler, "-s", "-o", str(model.parent), str(model)],
+                capture_output=True,
+                text=True,
+                timeout=EDGETPU_TIMEOUT_S,
+                check=False,
+            )
+            advance(1)
     except (OSError, subprocess.TimeoutExpired) as exc:
         logger.warning("edgetpu_compiler failed on %s: %s", model.name, exc)
         return None
