@@ -11,7 +11,6 @@ from typing import Literal
 import numpy as np
 import numpy.typing as npt
 import pytest
-from progress_helpers import RecordedProgress
 
 import edgecv
 from edgecv.bench import (
@@ -29,6 +28,7 @@ from edgecv.bench.stats import paired_ratio
 from edgecv.images import read_image
 from edgecv.model import Model
 from edgecv.sensors import Unavailable
+from edgecv.testing.progress import RecordedProgress
 
 MODEL_320 = "yolo11n_320_fp32_dequant.onnx"
 
@@ -160,7 +160,7 @@ def test_benchmark_power_samples_and_failures(model: Model, bus: npt.NDArray[np.
 def test_benchmark_progress_and_argument_checks(model: Model, bus: npt.NDArray[np.uint8]) -> None:
     progress = RecordedProgress()
     benchmark([model], bus, warmup=1, runs=2, progress=progress)
-    assert progress.stages == [["bench", 3, 3]]  # one step per turn, untimed ones too
+    assert progress.stages == [("bench", 3, 3)]  # one step per turn, untimed ones too
     with pytest.raises(ValueError):
         benchmark([model], bus, runs=0)
 

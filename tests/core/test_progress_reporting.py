@@ -11,13 +11,13 @@ from pathlib import Path
 
 import cv2
 import pytest
-from progress_helpers import RecordedProgress
 
 import edgecv
 from edgecv.evaluation import validate
 from edgecv.images import read_image
 from edgecv.model import Model
 from edgecv.runtime.throughput import video_throughput
+from edgecv.testing.progress import RecordedProgress
 
 MODEL_320 = "yolo11n_320_fp32_dequant.onnx"
 
@@ -38,7 +38,7 @@ def test_validate_reports_each_image(model: Model, assets: Path, tmp_path: Path)
         )
     progress = RecordedProgress()
     result = validate(model, tmp_path, progress=progress)
-    assert progress.stages == [[f"val {MODEL_320}", 3, 3]]
+    assert progress.stages == [(f"val {MODEL_320}", 3, 3)]
     assert result.images == 3
 
 
@@ -57,4 +57,4 @@ def test_video_throughput_reports_decoding_then_every_measured_frame(
     )
     assert (one.skip, three.skip) == (1, 3)
     # Per round: 3 frames through the model alone, then 3 through the runtime for each of 2 skips.
-    assert progress.stages == [["decode", 3, 3], ["bench video", 2 * 3 * 3, 18]]
+    assert progress.stages == [("decode", 3, 3), ("bench video", 2 * 3 * 3, 18)]

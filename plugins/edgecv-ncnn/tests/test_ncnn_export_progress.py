@@ -2,36 +2,21 @@
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 from ncnn_helpers import YOLO11, model_path
 from test_ncnn_export import write_executable
 
+from edgecv.testing.progress import RecordedProgress
 from edgecv.testing.reference import asset
 from edgecv_ncnn import export
 
 
-class Recorded:
-    """A Progress keeping ``[stage, total, steps]`` per stage."""
-
-    def __init__(self) -> None:
-        self.stages: list[list[Any]] = []
-
-    @contextlib.contextmanager
-    def __call__(self, stage: str, total: int | None) -> Iterator[Any]:
-        entry: list[Any] = [stage, total, 0]
-        self.stages.append(entry)
-        yield lambda steps: entry.__setitem__(2, entry[2] + steps)
-
-
 def test_fp32_reports_the_conversion(tmp_path: Path) -> None:
-    progress = Recorded()
+    progress = RecordedProgress()
     export.export(model_path(YOLO11), tmp_path / "fp32", {"precision": "fp32", "progress": progress})
-    assert progress.stages == [["pnnx conversion", 1, 1]]
+    assert progress.stages == [("pnnx conversion", 1, 1)]
 
 
 def test_int8_reports_calibration_images_and_both_tools(
@@ -49,13 +34,13 @@ def test_int8_reports_calibration_images_and_both_tools(
         "shutil.copyfile(p, dp)\nshutil.copyfile(b, db)\n",
     )
     monkeypatch.setenv("EDGECV_NCNN_TOOLS", str(tools_dir))
-    progress = Recorded()
+    progress = RecordedProgress()
     calib = asset("coco128", "images", "train2017")
     options = {"precision": "int8", "calib": str(calib), "calib_size": 3, "progress": progress}
     export.export(model_path(YOLO11), tmp_path / "int8", options)
     assert progress.stages == [
-        ["pnnx conversion", 1, 1],
-        ["calibration images", 3, 3],
-        ["ncnn2table calibration", 1, 1],
-        ["ncnn2int8 conversion", 1, 1],
+        ("pnnx conversion", 1, 1),
+        ("calibration images", 3, 3),
+        ("ncnn2table calibration", 1, 1),
+        ("ncnn2int8 conversion", 1, 1),
     ]

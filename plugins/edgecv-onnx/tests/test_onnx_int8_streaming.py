@@ -8,13 +8,11 @@ intermediate output of each (~65 MB per image here, ~260 MB at 640): the memory 
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import pty
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +22,7 @@ from onnxruntime.quantization import CalibrationMethod, create_calibrator
 from onnxruntime.quantization.calibrate import load_tensors_data
 
 import edgecv
+from edgecv.testing.progress import RecordedProgress
 from edgecv_onnx import graph
 from edgecv_onnx.calibration import ImageCalibrationReader
 from edgecv_onnx.quantize import CALIBRATORS, calibrate
@@ -109,23 +108,6 @@ def test_progress_on_a_terminal_and_the_calibration_half(tmp_path: Path, yolo11n
     assert (calibration["first"], calibration["last"]) == (odd[0].name, odd[len(odd) // 2].name)
 
 
-class Recorder:
-    """A ``Progress`` that keeps (stage, total, steps done) for each stage."""
-
-    def __init__(self) -> None:
-        self.stages: list[tuple[str, int | None, int]] = []
-
-    @contextlib.contextmanager
-    def __call__(self, stage: str, total: int | None) -> Iterator[Callable[[int], None]]:
-        done = [0]
-
-        def advance(steps: int) -> None:
-            done[0] += steps
-
-        yield advance
-        self.stages.append((stage, total, done[0]))
-
-
 @pytest.mark.parametrize("method", list(CALIBRATORS))
 def test_streamed_ranges_equal_onnxruntimes_all_at_once(
     method: str, tmp_path: Path, yolo11n: Path, calib: Path
@@ -150,7 +132,7 @@ def test_streamed_ranges_equal_onnxruntimes_all_at_once(
 
     work = tmp_path / "work"
     work.mkdir()
-    recorder = Recorder()
+    recorder = RecordedProgress()
     cache = calibrate(prepared, ImageCalibrationReader(reference, files), method, work, set(), recorder)
     streamed = load_tensors_data(cache)
 

@@ -6,10 +6,8 @@ where it is not installed; everything else runs everywhere.
 
 from __future__ import annotations
 
-import contextlib
 import importlib.util
 import sys
-from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +17,7 @@ import edgecv
 from edgecv import BackendError, ConfigError, Detections, ModelError
 from edgecv.images import read_image
 from edgecv.testing.cli import assert_one_line_error, run_edgecv
+from edgecv.testing.progress import RecordedProgress
 from edgecv_tflite import export
 from edgecv_tflite.metadata import read_metadata
 
@@ -128,24 +127,7 @@ def _matched(reference: Detections, candidate: Detections, min_iou: float) -> in
     return found
 
 
-class Recorder:
-    """A ``Progress`` that keeps (stage, total, steps done) for each stage."""
-
-    def __init__(self) -> None:
-        self.stages: list[tuple[str, int | None, int]] = []
-
-    @contextlib.contextmanager
-    def __call__(self, stage: str, total: int | None) -> Iterator[Callable[[int], None]]:
-        done = [0]
-
-        def advance(steps: int) -> None:
-            done[0] += steps
-
-        yield advance
-        self.stages.append((stage, total, done[0]))
-
-
-INT8_PROGRESS = Recorder()
+INT8_PROGRESS = RecordedProgress()
 
 
 @pytest.fixture(scope="module")
