@@ -30,7 +30,7 @@ from edgecv.hardware import coral_usb_count
 from edgecv.hookspecs import hookimpl
 from edgecv.install_hints import pip_hint
 from edgecv.native_output import stderr_captured, stderr_redirected, stderr_silenced
-from edgecv.progress import Advance, Progress
+from edgecv.progress import Advance, Progress, terminal_progress
 from edgecv.spec import (
     Layout,
     ModelSpec,
@@ -45,9 +45,14 @@ from edgecv.validation import check_options, positive_int
 if TYPE_CHECKING:
     from edgecv.calibration import calibration_files
     from edgecv.images import read_image
+    from edgecv.registry import cache_dir
 
-# OpenCV is imported only when an exporter reads images, not when the plugin is discovered.
-_LAZY = {"calibration_files": "edgecv.calibration", "read_image": "edgecv.images"}
+# Imported on first use (OpenCV when an exporter reads images), not when a plugin is discovered.
+_LAZY = {
+    "cache_dir": "edgecv.registry",
+    "calibration_files": "edgecv.calibration",
+    "read_image": "edgecv.images",
+}
 
 __all__ = [
     "Advance",
@@ -73,6 +78,7 @@ __all__ = [
     "SessionSpec",
     "TensorSpec",
     "atomic_target",
+    "cache_dir",
     "calibration_files",
     "check_options",
     "coral_usb_count",
@@ -87,6 +93,7 @@ __all__ = [
     "stderr_captured",
     "stderr_redirected",
     "stderr_silenced",
+    "terminal_progress",
 ]
 
 T = TypeVar("T")

@@ -131,6 +131,7 @@ EDGECV_BACKENDS = {
     "ncnn": "edgecv-ncnn",
     "tflite": "edgecv-tflite",
     "edgetpu": "edgecv-tflite",
+    "tensorrt": "edgecv-tensorrt",
 }
 
 
