@@ -17,7 +17,7 @@ MAX_MAP_DROP = 1.0
 
 @click.command("export")
 @click.option("--model", "-m", required=True, help="Source ONNX model.")
-@click.option("--to", "target", required=True, help="Target format, e.g. ncnn, tflite, onnx.")
+@click.option("--to", "target", required=True, help="Target format, e.g. ncnn, tflite, onnx, tensorrt.")
 @click.option(
     "--precision",
     default="fp32",
@@ -55,6 +55,18 @@ MAX_MAP_DROP = 1.0
     default=None,
     help="Input type of a full-integer tflite model [default: int8].",
 )
+@click.option(
+    "--workspace",
+    type=float,
+    default=None,
+    help="GB of GPU memory TensorRT's tactics may use while building (tensorrt) [default: TensorRT's].",
+)
+@click.option(
+    "--dynamic",
+    is_flag=True,
+    default=False,
+    help="Keep a dynamic ONNX's image size dynamic (tensorrt: an optimization profile from 32 to --imgsz).",
+)
 @click.option("--output", "-o", required=True, help="Output file or folder.")
 @option_flag(
     "--option",
@@ -72,6 +84,8 @@ def export_command(
     calib_method: str | None,
     check_data: str | None,
     io_type: str | None,
+    workspace: float | None,
+    dynamic: bool,
     output: str,
     option_pairs: tuple[str, ...],
 ) -> None:
@@ -99,8 +113,13 @@ def export_command(
         "calib_method": calib_method,
         "progress": terminal_progress(),  # stages on a terminal's stderr; nothing when piped
     }
+    # Target-specific flags reach the exporter only when given: the others refuse keys they do not know.
     if io_type is not None:
         options["io"] = io_type
+    if workspace is not None:
+        options["workspace"] = workspace
+    if dynamic:
+        options["dynamic"] = True
     options.update(export_options(option_pairs, options))
     result: Path | None = plugins.plugin_manager().hook.edgecv_export(
         exporter=exporter, source=source, output=Path(output), options=options
