@@ -1,13 +1,16 @@
-"""The device a benchmark ran on, from ``edgecv.hardware`` (files the kernel exposes; no probing)."""
+"""The device a benchmark ran on, from ``edgecv.hardware`` (files the kernel exposes, and the two
+bounded NVIDIA queries: ``nvidia-smi``, ``nvpmodel -q``)."""
 
 from __future__ import annotations
 
 import os
 import platform
 import sys
+from pathlib import Path
 from typing import Any
 
 from edgecv import __version__, hardware
+from edgecv.sensors import CommandRunner, run_command
 
 _ONNXRUNTIME_BUILDS = ("onnxruntime", "onnxruntime-gpu", "onnxruntime-openvino")
 
@@ -27,7 +30,8 @@ def usable_cores() -> int | None:
     return os.cpu_count()
 
 
-def describe_device() -> dict[str, Any]:
+def describe_device(root: str | Path = "/", run: CommandRunner = run_command) -> dict[str, Any]:
+    """The device record of a bench report (``root``, ``run``: a fake device for tests)."""
     runtimes = hardware.runtimes()
     onnxruntime = next((runtimes[name] for name in _ONNXRUNTIME_BUILDS if name in runtimes), None)
     return {
@@ -36,13 +40,14 @@ def describe_device() -> dict[str, Any]:
         "cores_usable": usable_cores(),
         "cpu_features": hardware.cpu_flags(),
         "machine": platform.machine(),
-        "board": hardware.board_model() or None,
+        "board": hardware.board_model(root) or None,
         "platform": platform.platform(),
         "python": sys.version.split()[0],
         "edgecv": __version__,
         "onnxruntime": onnxruntime,
         "runtimes": runtimes,
         "accelerators": [accelerator.kind for accelerator in hardware.accelerators()],
+        "nvidia": hardware.nvidia_report(root, run),
     }
 
 
@@ -58,4 +63,13 @@ def device_line(device: dict[str, Any]) -> str:
         parts.append(f"onnxruntime {device['onnxruntime']}")
     if device.get("accelerators"):
         parts.append("accelerators: " + ", ".join(device["accelerators"]))
+    nvidia = device.get("nvidia") or {}  # absent from records written before it was added
+    parts += [text for text in (hardware.nvidia_summary(nvidia), _jetson_state(nvidia)) if text]
     return "; ".join(parts)
+
+
+def _jetson_state(nvidia: dict[str, Any]) -> str | None:
+    """The Jetson's L4T release, power mode and clocks (its model is already the board)."""
+    jetson = nvidia.get("jetson")
+    summary = hardware.jetson_summary(jetson)
+    return summary.split("; ", 1)[1] if summary and jetson else None

@@ -6,21 +6,34 @@ import json
 import os
 import platform
 import sys
-from typing import TYPE_CHECKING
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import click
 
 if TYPE_CHECKING:
     from edgecv.hardware import Accelerator
+    from edgecv.sensors import CommandRunner
 
 
 @click.command("doctor")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 def doctor_command(as_json: bool) -> None:
     """Describe this device and what edgecv can run on it."""
+    report = doctor_report()
+    if as_json:
+        click.echo(json.dumps(report, indent=2))
+        return
+    for line in doctor_lines(report):
+        click.echo(line)
+
+
+def doctor_report(root: str | Path = "/", run: CommandRunner | None = None) -> dict[str, Any]:
+    """What ``edgecv doctor --json`` prints; ``root`` and ``run`` let tests describe a fake device."""
     from edgecv import hardware
     from edgecv.cli.backends import backends_report
     from edgecv.install_hints import pip_hint
+    from edgecv.sensors import run_command
 
     found = hardware.accelerators()
     advice = hardware.advice(found)
@@ -28,40 +41,52 @@ def doctor_command(as_json: bool) -> None:
         recommendation = f"{pip_hint(*advice.missing)} ({advice.why})"
     else:  # never suggest installing what is there (issue 13)
         recommendation = f"nothing to install: {', '.join(advice.packages)} installed ({advice.why})"
-    report = {
+    return {
         "python": sys.version.split()[0],
         "platform": platform.platform(),
         "machine": platform.machine(),
-        "board": hardware.board_model() or None,
+        "board": hardware.board_model(root) or None,
         "cpu": hardware.cpu_name(),
         "cpu_count": os.cpu_count(),
         "cpu_features": hardware.cpu_flags(),
         "runtimes": hardware.runtimes(),
         "accelerators": [_accelerator(a) for a in found],
+        "nvidia": hardware.nvidia_report(root, run or run_command),
         "backends": backends_report()["backends"],
         "to_install": list(advice.missing),
         "recommendation": recommendation,
     }
-    if as_json:
-        click.echo(json.dumps(report, indent=2))
-        return
-    click.echo(f"python        {report['python']} on {report['platform']}")
-    click.echo(f"board         {report['board'] or 'n/a (no device-tree model)'}")
+
+
+def doctor_lines(report: dict[str, Any]) -> list[str]:
+    """The text report, one line per fact."""
+    from edgecv.hardware import jetson_summary, nvidia_summary
+
     features = ", ".join(report["cpu_features"]) or "none of note"
-    click.echo(f"cpu           {report['cpu']} x{report['cpu_count']}; features: {features}")
     runtimes = ", ".join(f"{k} {v}" for k, v in report["runtimes"].items()) or "none"
-    click.echo(f"runtimes      {runtimes}")
     accels = (
-        "; ".join(f"{a.kind} ({a.detail})" for a in found) or "none found (no Jetson, GPU, Hailo or Coral)"
+        "; ".join(f"{a['kind']} ({a['detail']})" for a in report["accelerators"])
+        or "none found (no Jetson, GPU, Hailo or Coral)"
     )
-    click.echo(f"accelerators  {accels}")
+    lines = [
+        f"python        {report['python']} on {report['platform']}",
+        f"board         {report['board'] or 'n/a (no device-tree model)'}",
+        f"cpu           {report['cpu']} x{report['cpu_count']}; features: {features}",
+        f"runtimes      {runtimes}",
+        f"accelerators  {accels}",
+        f"nvidia        {nvidia_summary(report['nvidia']) or 'none (no NVIDIA GPU, CUDA or TensorRT found)'}",
+    ]
+    jetson = jetson_summary(report["nvidia"]["jetson"])
+    if jetson:
+        lines.append(f"jetson        {jetson}")
     for info in report["backends"]:
         if info["available"]:
             state = "available"
         else:
             state = f"unavailable: {info['reason']}" + (f" ({info['hint']})" if info["hint"] else "")
-        click.echo(f"backend       {info['name']}: {state}")
-    click.echo(f"install       {recommendation}")
+        lines.append(f"backend       {info['name']}: {state}")
+    lines.append(f"install       {report['recommendation']}")
+    return lines
 
 
 def _accelerator(accelerator: Accelerator) -> dict[str, str | None]:
