@@ -2,7 +2,7 @@
 
 Huge images are made cheaply: a 16x16 JPEG or PNG whose header is patched to claim a large size
 (libjpeg decodes the missing data as grey). Runs that would decode one in full (2.4 GB for
-20000x20000) are subprocesses, measured with ``ru_maxrss``.
+20000x20000) are subprocesses, measured with their VmHWM (peak resident memory).
 """
 
 from __future__ import annotations
@@ -21,10 +21,14 @@ from edgecv.errors import ImageError
 from edgecv.images import read_image, read_image_reduced
 from edgecv.testing.cli import assert_one_line_error, run_edgecv
 
-# Runs the CLI in-process and prints its peak resident memory (KiB on Linux) last on stderr.
+# Runs the CLI in-process and prints its peak resident memory (KiB) last on stderr. VmHWM, not
+# getrusage's ru_maxrss: Linux carries ru_maxrss across exec, so a child of a big pytest process
+# would report pytest's own size (505 MiB seen in CI for a 280 MiB run).
 CLI_WITH_PEAK_MEMORY = """
-import atexit, resource, sys
-peak = lambda: resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+import atexit, re, sys
+def peak():
+    with open("/proc/self/status") as status:
+        return int(re.search(r"VmHWM:\\s+(\\d+) kB", status.read()).group(1))
 atexit.register(lambda: print("maxrss_kib", peak(), file=sys.stderr))
 from edgecv.cli import main
 main()
