@@ -29,7 +29,7 @@ from urllib.parse import SplitResult, unquote, urlsplit, urlunsplit
 
 import edgecv
 from edgecv.deadline import Deadline, HTTPHandler, HTTPSHandler
-from edgecv.errors import ConfigError, EdgecvError
+from edgecv.errors import ConfigError, EdgecvError, one_line
 from edgecv.events.model import Event
 from edgecv.urls import redact, split_credentials
 
@@ -62,11 +62,6 @@ class EventSink(Protocol):
 def public_name(url: str | SplitResult) -> str:
     """``url`` without user, password, query or fragment (``edgecv.urls.redact``)."""
     return redact(url if isinstance(url, str) else url.geturl())
-
-
-def _one_line(text: str, limit: int = 200) -> str:
-    flat = " ".join(text.split())
-    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
 
 
 def batch_key(events: Sequence[Event]) -> str:
@@ -199,7 +194,7 @@ def _read_answer(response: http.client.HTTPResponse) -> None:
 def _error_body(error: urllib.error.HTTPError) -> str:
     try:
         text = error.read(1024) if error.fp is not None else b""  # a detail for one line, no more
-        return _one_line(text.decode("utf-8", "replace"))
+        return one_line(text.decode("utf-8", "replace"))
     except (OSError, HTTPException):  # the server cut the error answer short: the status suffices
         return ""
     finally:
@@ -213,8 +208,8 @@ def _os_reason(reason: object, timeout_s: float) -> str:
         return reason.strerror.lower()
     if isinstance(reason, HTTPException):
         text = str(reason)
-        return f"{type(reason).__name__}" + (f": {_one_line(text)}" if text else "")
-    return _one_line(str(reason)) or type(reason).__name__
+        return f"{type(reason).__name__}" + (f": {one_line(text)}" if text else "")
+    return one_line(str(reason)) or type(reason).__name__
 
 
 # --- MQTT --------------------------------------------------------------------------------------

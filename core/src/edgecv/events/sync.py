@@ -18,7 +18,7 @@ from collections.abc import Callable
 
 import attrs
 
-from edgecv.errors import ConfigError
+from edgecv.errors import ConfigError, one_line
 from edgecv.events.sinks import EventSink, SyncError
 from edgecv.events.store import EventStore
 
@@ -200,7 +200,7 @@ class Syncer:
 
     def _failed(self, exc: Exception) -> None:
         message = str(exc) if isinstance(exc, SyncError) else f"{type(exc).__name__}: {exc}"
-        message = " ".join(message.split())
+        message = one_line(message, None)
         stats = self.stats
         stats.failures += 1
         self._streak += 1
