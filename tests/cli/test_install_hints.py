@@ -301,9 +301,13 @@ def test_advice_leaves_out_what_is_installed() -> None:
     )
     assert hardware.advice([gpu], "x86_64", some.__contains__).missing == ("onnxruntime-gpu",)
     assert hardware.advice([gpu], "x86_64", everything.__contains__).missing == ()
-    # An accelerator without an edgecv backend (Hailo) leaves the choice to the CPU's.
-    hailo = hardware.accelerator("hailo", "/dev/hailo0")
-    assert hardware.advice([hailo], "aarch64", nothing.__contains__).packages == ("edgecv-ncnn",)
-    assert hardware.advice([hailo], "x86_64", some.__contains__) == hardware.Advice(
+    # An accelerator without an edgecv backend leaves the choice to the CPU's.
+    npu = hardware.Accelerator("npu", "/dev/npu0", (), "no edgecv backend")
+    assert hardware.advice([npu], "aarch64", nothing.__contains__).packages == ("edgecv-ncnn",)
+    assert hardware.advice([npu], "x86_64", some.__contains__) == hardware.Advice(
         ("edgecv-onnx",), "ONNX Runtime on the CPU", ()
     )
+    # A Raspberry Pi with a Hailo (the AI Kit) runs the detector on the Hailo: edgecv-hailo.
+    hailo = hardware.accelerator("hailo", "/dev/hailo0")
+    pi = hardware.accelerator("raspberry-pi", "Raspberry Pi 5 Model B Rev 1.0")
+    assert hardware.advice([hailo, pi], "aarch64", nothing.__contains__).missing == ("edgecv-hailo",)

@@ -28,6 +28,7 @@ _LAZY = {
     "Exporter": "edgecv.backends",
     "Session": "edgecv.backends",
     "AsyncSession": "edgecv.backends",
+    "DeviceSession": "edgecv.backends",
     "Availability": "edgecv.backends",
     "Decoder": "edgecv.decoders.base",
     "LetterboxInfo": "edgecv.preprocess",
@@ -61,6 +62,7 @@ __all__ = [  # noqa: RUF022 - grouped as in _LAZY
     "Exporter",
     "Session",
     "AsyncSession",
+    "DeviceSession",
     "Availability",
     "Decoder",
     "LetterboxInfo",
@@ -78,7 +80,7 @@ __all__ = [  # noqa: RUF022 - grouped as in _LAZY
 ]
 
 if TYPE_CHECKING:
-    from edgecv.backends import AsyncSession, Availability, Backend, Exporter, Session
+    from edgecv.backends import AsyncSession, Availability, Backend, DeviceSession, Exporter, Session
     from edgecv.decoders.base import Decoder
     from edgecv.detections import Detection, Detections, StageTimings
     from edgecv.errors import (

@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from edgecv.backends import AsyncSession, Availability, Backend, Exporter, Outputs, Session
+from edgecv.backends import AsyncSession, Availability, Backend, DeviceSession, Exporter, Outputs, Session
 from edgecv.decoders.base import Candidates, DecodeContext, Decoder
 from edgecv.errors import BackendError, ConfigError, EdgecvError, ImageError, ModelError, one_line
 from edgecv.exporting import ExportOptions
@@ -64,6 +64,7 @@ __all__ = [
     "ConfigError",
     "DecodeContext",
     "Decoder",
+    "DeviceSession",
     "EdgecvError",
     "ExportOptions",
     "Exporter",

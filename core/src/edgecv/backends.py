@@ -7,6 +7,8 @@ can intercept it) and from then on talks to the ``Session`` it returned.
 
 from __future__ import annotations
 
+import logging
+import threading
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future
 from pathlib import Path
@@ -16,11 +18,20 @@ import attrs
 import numpy as np
 import numpy.typing as npt
 
-from edgecv.errors import BackendError
+from edgecv.devices import json_ready
+from edgecv.errors import BackendError, one_line
 from edgecv.install_hints import pip_hint
 from edgecv.spec import SessionSpec, to_tuple
 
+log = logging.getLogger(__name__)
+
 Outputs = list[npt.NDArray[np.float32]]
+
+MAX_DEFAULT_IN_FLIGHT = 64
+"""A session's ``depth`` is capped at this (an explicit ``in_flight`` is not): each frame in
+flight holds a decoded image, so an absurd depth from a plugin must not fill the memory."""
+DESCRIBE_TIMEOUT_S = 5.0
+"""``Backend.devices()`` waits this long for a plugin's ``describe`` (a busy or hung device)."""
 
 
 @runtime_checkable
@@ -51,10 +62,47 @@ class AsyncSession(Session, Protocol):
 
     ``submit`` starts a run and returns at once; the future resolves to what ``run`` would have
     returned (completion callbacks may run in the runtime's own thread: keep them short).
-    ``Model.submit`` uses it, so a caller keeps several frames in flight.
+    ``Model.submit`` uses it, so a caller keeps several frames in flight. ``depth`` is how many
+    frames are worth keeping in flight (the device's queue, or twice its batch size): ``edgecv
+    run`` and ``edgecv bench`` keep that many unless told otherwise (``frames_in_flight``).
     """
 
     def submit(self, tensor: npt.NDArray[Any]) -> Future[Outputs]: ...
+
+    @property
+    def depth(self) -> int: ...
+
+
+@runtime_checkable
+class DeviceSession(Session, Protocol):
+    """A session on an accelerator that describes the device and reads its temperature.
+
+    ``device()`` is a JSON-ready mapping, e.g. ``{"device": "Hailo-8L", "firmware": "4.20.0",
+    "hailort": "4.20.0"}`` (``edgecv bench`` reports it); ``temperature()`` is the chip's °C, or
+    ``None`` when unreadable (the thermal governor and ``edgecv bench`` read it). Both are called
+    from the caller's thread while frames are in flight: keep them cheap and thread-safe.
+    """
+
+    def device(self) -> Mapping[str, Any]: ...
+
+    def temperature(self) -> float | None: ...
+
+
+def frames_in_flight(session: Session, requested: int | None = None) -> int:
+    """Frames to keep in flight on ``session``: ``requested`` when given, else the session's
+    ``depth`` (at least 2, at most ``MAX_DEFAULT_IN_FLIGHT``); 1 for a synchronous session."""
+    if requested is not None:
+        return requested
+    if not isinstance(session, AsyncSession):
+        return 1
+    try:
+        depth = session.depth
+        if isinstance(depth, bool) or not isinstance(depth, int):
+            raise TypeError(f"depth is {type(depth).__name__}, not int")
+    except Exception as exc:  # a plugin's broken property must not stop the run
+        log.warning("session depth unreadable (%s); keeping 2 frames in flight", one_line(exc))
+        return 2
+    return min(max(depth, 2), MAX_DEFAULT_IN_FLIGHT)
 
 
 @attrs.frozen
@@ -81,7 +129,9 @@ class Backend:
     import time. ``formats`` are file suffixes (``".onnx"``) or, for models stored as folders, the
     suffix of a file inside the folder; ``accepts`` may refine that. Higher ``priority`` wins for
     ``backend="auto"`` among available backends that accept a file. ``check`` must be cheap and
-    must not import the runtime when it can avoid it.
+    must not import the runtime when it can avoid it. ``describe``, for an accelerator, describes
+    the attached devices without loading a model (``edgecv doctor`` shows it), e.g.
+    ``{"device": "Hailo-8L", "firmware": "4.20.0", "hailort": "4.20.0", "temperature_c": 51.0}``.
     """
 
     name: str
@@ -92,6 +142,7 @@ class Backend:
     description: str = ""
     install_hint: str = ""
     accepts: Callable[[Path], bool] | None = None
+    describe: Callable[[], Mapping[str, Any]] | None = None
     plugin: str = ""
     """Filled in by the core: the plugin that registered this backend."""
 
@@ -107,6 +158,27 @@ class Backend:
             return self.check()
         except Exception as exc:  # a broken check must not break the listing
             return Availability(False, f"availability check failed: {exc}", self.install_hint)
+
+    def devices(self, timeout_s: float = DESCRIBE_TIMEOUT_S) -> dict[str, Any] | None:
+        """``describe()`` made JSON-ready (``None`` without one). A describe that raises, returns
+        something else than a mapping or hangs past ``timeout_s`` gives ``{"error": one line}``:
+        it must not break ``edgecv doctor``."""
+        describe = self.describe
+        if describe is None:
+            return None
+        answer: list[dict[str, Any]] = []
+
+        def ask() -> None:
+            try:
+                answer.append(json_ready(describe(), "describe()"))
+            except Exception as exc:
+                answer.append({"error": one_line(f"describe() failed: {type(exc).__name__}: {exc}")})
+
+        # A daemon thread: a device that never answers is left behind, not waited for at exit.
+        asking = threading.Thread(target=ask, name=f"describe-{self.name}", daemon=True)
+        asking.start()
+        asking.join(timeout_s)
+        return answer[0] if answer else {"error": f"describe() gave no answer in {timeout_s:g} s"}
 
 
 @attrs.frozen
@@ -132,6 +204,7 @@ EDGECV_BACKENDS = {
     "tflite": "edgecv-tflite",
     "edgetpu": "edgecv-tflite",
     "tensorrt": "edgecv-tensorrt",
+    "hailo": "edgecv-hailo",
 }
 
 

@@ -134,7 +134,10 @@ SUPPORT: dict[str, tuple[tuple[str, ...], str]] = {
         "ONNX Runtime with CUDA and TensorRT; uninstall onnxruntime first, both hold the same module",
     ),
     "raspberry-pi": (("edgecv-ncnn",), "NCNN, the fastest on ARM CPUs"),
-    "hailo": ((), "no edgecv backend runs on Hailo yet"),
+    "hailo": (
+        ("edgecv-hailo",),
+        "HailoRT's Python package from apt (hailo-all) on a Raspberry Pi 5, or Hailo's wheel elsewhere",
+    ),
     "coral-pcie": _CORAL,
     "coral-usb": _CORAL,
 }
@@ -154,14 +157,16 @@ def accelerators() -> list[Accelerator]:
         found.append(accelerator("jetson", model or "NVIDIA Jetson"))
     elif os.path.exists("/proc/driver/nvidia/version") or shutil.which("nvidia-smi"):
         found.append(accelerator("nvidia-gpu", read_text("/proc/driver/nvidia/version")[:80] or "NVIDIA GPU"))
-    if "raspberry pi" in model.lower():
-        found.append(accelerator("raspberry-pi", model))
+    # Add-on accelerators before the board they sit on: a Raspberry Pi with a Hailo or Coral runs
+    # the detector there, so ``advice`` (the first with a backend) recommends their package.
     if glob.glob("/dev/hailo*"):
         found.append(accelerator("hailo", ", ".join(glob.glob("/dev/hailo*"))))
     if glob.glob("/dev/apex_*"):
         found.append(accelerator("coral-pcie", ", ".join(glob.glob("/dev/apex_*"))))
     if coral_usb_present():
         found.append(accelerator("coral-usb", "Coral USB Accelerator"))
+    if "raspberry pi" in model.lower():
+        found.append(accelerator("raspberry-pi", model))
     return found
 
 

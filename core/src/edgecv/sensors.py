@@ -40,7 +40,7 @@ _INPUT_RAIL = re.compile(r"_IN$", re.IGNORECASE)  # VDD_IN (Orin, Xavier NX), PO
 _PMIC_LINE = re.compile(r"^\s*(\S+)_([AV])\s+(?:current|volt)\(\d+\)=\s*([-+0-9.eE]+)\s*[AV]\s*$")
 _MEASURE_TEMP = re.compile(r"temp=\s*([-+0-9.]+)")
 # Zones reporting outside this range (millidegrees gone wrong, disconnected probes) are ignored.
-_PLAUSIBLE_CELSIUS = (-40.0, 150.0)
+PLAUSIBLE_CELSIUS = (-40.0, 150.0)
 
 CommandRunner = Callable[[Sequence[str]], str | None]
 
@@ -339,7 +339,7 @@ def thermal_zones(root: str | Path = "/") -> dict[str, float]:
         if millidegrees is None:
             continue
         celsius = millidegrees / 1e3
-        if not _PLAUSIBLE_CELSIUS[0] <= celsius <= _PLAUSIBLE_CELSIUS[1]:
+        if not PLAUSIBLE_CELSIUS[0] <= celsius <= PLAUSIBLE_CELSIUS[1]:
             continue
         kind = _label(zone / "type", "")
         found[f"{zone.name} ({kind})" if kind else zone.name] = celsius

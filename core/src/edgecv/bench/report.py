@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from edgecv.bench.device import device_line
+from edgecv.devices import device_summary
 
 if TYPE_CHECKING:
     from edgecv.bench.runner import Measurement
@@ -47,6 +48,8 @@ def result_record(
         latency[stage] = getattr(measurement, stage).to_dict()
     latency["bare"] = measurement.bare.to_dict() if measurement.bare else None
     providers = getattr(model.session, "providers", None)
+    pipelined = measurement.pipelined
+    chip = measurement.chip
     return {
         "model": str(spec.path),
         "name": spec.path.name,
@@ -77,6 +80,23 @@ def result_record(
             "reason": power.reason,
         },
         "accuracy": dict(accuracy) if accuracy is not None else None,
+        "pipelined": None
+        if pipelined is None
+        else {
+            "in_flight": pipelined.in_flight,
+            "fps": round(pipelined.fps, 3),
+            "frames": pipelined.frames,
+            "seconds": round(pipelined.seconds, 4),
+        },
+        "pipelined_reason": measurement.pipelined_reason,
+        "device": chip.device if chip is not None else None,
+        "device_temperature_c": None
+        if chip is None
+        else {
+            "before": _rounded(chip.before, 1),
+            "after": _rounded(chip.after, 1),
+            "source": chip.source,
+        },
     }
 
 
@@ -124,9 +144,45 @@ def _temperature_text(run: Mapping[str, Any]) -> str:
     return f"{temperature['before']:.1f} °C before, {after_text} after ({temperature.get('source')})"
 
 
+def _accelerators(records: Sequence[Mapping[str, Any]]) -> str:
+    """The accelerators the models ran on (``DeviceSession``), once each: ``; hailo: Hailo-8L, ...``."""
+    seen = []
+    for record in records:
+        if record.get("device"):  # absent from records written before it was added
+            text = f"{record['backend']}: {device_summary(record['device'])}"
+            if text not in seen:
+                seen.append(text)
+    return "".join(f"; {text}" for text in seen)
+
+
+def _chip_temperatures(records: Sequence[Mapping[str, Any]]) -> str:
+    """``; Hailo-8L chip 51.0 °C before, 53.0 °C after`` for the accelerators the models ran on
+    (every model's chip is read at the same moments: models sharing a chip read the same)."""
+    parts: list[str] = []
+    for record in records:
+        chip = record.get("device_temperature_c")
+        if not chip:
+            continue
+        before, after = ("n/a" if chip[key] is None else f"{chip[key]:.1f} °C" for key in ("before", "after"))
+        text = f"; {chip['source']} {before} before, {after} after"
+        if text not in parts:
+            parts.append(text)
+    return "".join(parts)
+
+
+def _pipelined_text(record: Mapping[str, Any]) -> str:
+    pipelined = record.get("pipelined")
+    if not pipelined:
+        return f"n/a ({record.get('pipelined_reason') or 'not measured'})"
+    return (
+        f"{pipelined['fps']:.2f} FPS with {pipelined['in_flight']} frames in flight "
+        f"({pipelined['frames']} frames through Model.submit)"
+    )
+
+
 def _run_lines(report: Mapping[str, Any]) -> list[str]:
     run = report.get("run", {})
-    lines = [f"device       {device_line(report['device'])}"]
+    lines = [f"device       {device_line(report['device'])}{_accelerators(report['results'])}"]
     if run:
         shape = run.get("image_shape") or [0, 0]
         order = "alternated call by call"
@@ -183,6 +239,7 @@ def _single(report: Mapping[str, Any], record: Mapping[str, Any]) -> list[str]:
     memory = "n/a" if record["peak_rss_mb"] is None else f"{record['peak_rss_mb']:.0f} MB ({RSS_NOTE})"
     lines += [
         f"throughput   {record['fps']:.2f} FPS (1000 / p50 end-to-end); {record['detections']} detections",
+        f"pipelined    {_pipelined_text(record)}",
         f"overhead     {overhead}",
         f"model        {record['size_mb']:.2f} MB, loaded in {record['load_ms']:.0f} ms",
         f"peak RSS     {memory}",
@@ -191,15 +248,19 @@ def _single(report: Mapping[str, Any], record: Mapping[str, Any]) -> list[str]:
         accuracy = record["accuracy"]
         lines.append(f"accuracy     mAP50-95 {accuracy['map50_95']:.4f}, mAP50 {accuracy['map50']:.4f}")
     lines.append(f"power        {_power_text(record)}")
-    lines.append(f"temperature  {_temperature_text(report.get('run', {}))}")
+    lines.append(
+        f"temperature  {_temperature_text(report.get('run', {}))}{_chip_temperatures(report['results'])}"
+    )
     return lines
 
 
 def _comparison(report: Mapping[str, Any], records: Sequence[Mapping[str, Any]]) -> list[str]:
     with_accuracy = any(r.get("accuracy") for r in records)
     with_power = any(r["power"]["watts"] is not None for r in records)
+    with_pipelined = any(r.get("pipelined") for r in records)
     headers = ["model", "backend", "MB", "p50 ms", "p95", "pre", "infer", "post", "bare", "overhead"]
     headers += ["FPS", "speed-up"]
+    headers += ["pipelined FPS"] if with_pipelined else []
     headers += ["mAP50-95"] if with_accuracy else []
     headers += ["W", "FPS/W"] if with_power else []
     rows = []
@@ -218,6 +279,9 @@ def _comparison(report: Mapping[str, Any], records: Sequence[Mapping[str, Any]])
             f"{record['fps']:.1f}",
             _number(record["speedup"], ".2f") + ("x" if record["speedup"] is not None else ""),
         ]
+        if with_pipelined:
+            pipelined = record.get("pipelined")
+            row.append(f"{pipelined['fps']:.1f} ({pipelined['in_flight']})" if pipelined else "n/a")
         if with_accuracy:
             accuracy = record.get("accuracy")
             row.append(_number(accuracy["map50_95"] if accuracy else None, ".4f"))
@@ -229,6 +293,10 @@ def _comparison(report: Mapping[str, Any], records: Sequence[Mapping[str, Any]])
         "ms per call, p50 unless marked p95; pre/infer/post: the pipeline's own stage timings;",
         "bare: the runtime alone on the same tensor; overhead: p50 / bare; speed-up: vs the first row",
     ]
+    if with_pipelined:
+        lines.append(
+            "pipelined FPS: frames through Model.submit with (N) in flight; n/a: synchronous backend"
+        )
     loads = ", ".join(f"{r['name']}/{r['backend']} {r['load_ms']:.0f} ms" for r in records)
     lines.append(f"load         {loads}")
     peak = records[-1]["peak_rss_mb"]
@@ -238,7 +306,7 @@ def _comparison(report: Mapping[str, Any], records: Sequence[Mapping[str, Any]])
             lines.append(f"bare n/a     {record['name']} on {record['backend']}: {record['bare_reason']}")
     if not with_power:
         lines.append(f"power        {_power_text(records[0])}")
-    lines.append(f"temperature  {_temperature_text(report.get('run', {}))}")
+    lines.append(f"temperature  {_temperature_text(report.get('run', {}))}{_chip_temperatures(records)}")
     return lines
 
 

@@ -11,28 +11,43 @@ runtimes keep their worker threads spinning for a while after a call (ONNX Runti
 default), and model-by-model alternation would time each model against the previous one's
 spinning threads. Measured on a 2-core machine: yolo11n at 320 took ~20 ms per call when five
 sessions alternated call by call, ~12.6 ms alone.
+
+After the latency runs, each model whose session keeps frames in flight (``Model.asynchronous``)
+runs as many frames again through ``Model.submit``, keeping ``in_flight`` of them outstanding
+(default: the session's ``depth``): the pipelined throughput an accelerator's queue gives, which
+single-frame latency cannot show. An accelerator's chip temperature (``DeviceSession``) is read
+before the first call and after the last.
 """
 
 from __future__ import annotations
 
+import collections
 import gc
 import sys
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeout
 from typing import TYPE_CHECKING, Any
 
 import attrs
 import numpy as np
 import numpy.typing as npt
 
+from edgecv.backends import AsyncSession, DeviceSession, frames_in_flight
 from edgecv.bench.stats import paired_ratio
-from edgecv.errors import EdgecvError
-from edgecv.progress import Progress, report
+from edgecv.devices import chip_source, chip_temperature, session_device
+from edgecv.errors import BackendError, EdgecvError, one_line
+from edgecv.progress import Advance, Progress, report
 from edgecv.sensors import PowerMeter, Unavailable
 from edgecv.summary import Summary, summarize
 
 if TYPE_CHECKING:
+    from edgecv.detections import Detections
     from edgecv.model import Model
+
+FRAME_TIMEOUT_S = 30.0
+"""The pipelined run gives up when the oldest frame in flight has no result after this long."""
 
 
 @attrs.frozen
@@ -43,6 +58,30 @@ class PowerReading:
     source: str | None = None
     reason: str | None = None
     samples: int = 0
+
+
+@attrs.frozen
+class Pipelined:
+    """``frames`` submitted with ``Model.submit``, at most ``in_flight`` outstanding, in ``seconds``."""
+
+    in_flight: int
+    frames: int
+    seconds: float
+
+    @property
+    def fps(self) -> float:
+        """Frames completed per second, from the first submit to the last result."""
+        return self.frames / self.seconds if self.seconds > 0 else 0.0
+
+
+@attrs.frozen
+class ChipReading:
+    """An accelerator (``DeviceSession``): its ``device()`` and its chip's °C around the runs."""
+
+    device: dict[str, Any]
+    before: float | None
+    after: float | None
+    source: str
 
 
 @attrs.frozen
@@ -64,6 +103,10 @@ class Measurement:
     peak_rss_mb: float | None
     warmup: int
     runs: int
+    pipelined: Pipelined | None = None
+    pipelined_reason: str | None = None
+    """Why there is no pipelined run (a synchronous backend)."""
+    chip: ChipReading | None = None
 
     @property
     def fps(self) -> float:
@@ -161,6 +204,17 @@ class _Row:
         self.bare_ms: list[float] = []
         self.detections = 0
         self._turns = 0
+        self.pipelined: Pipelined | None = None
+        self.pipelined_reason: str | None = None  # None: the model keeps frames in flight
+        if not model.asynchronous:
+            self.pipelined_reason = (
+                "a plugin wraps edgecv_infer, so frames run one at a time"
+                if isinstance(model.session, AsyncSession)
+                else "synchronous backend"
+            )
+        self._device: dict[str, Any] | None = None
+        self._chip_before: float | None = None
+        self._chip_after: float | None = None
 
     def turn(self, record: bool) -> None:
         """One end-to-end call and one bare call, in the order opposite to the previous turn's."""
@@ -198,6 +252,17 @@ class _Row:
         if record:
             self.bare_ms.append(elapsed)
 
+    def read_chip(self) -> None:
+        """Read the accelerator's temperature: the first call gives ``before``, the next ``after``."""
+        session = self.model.session
+        if not isinstance(session, DeviceSession):
+            return
+        if self._device is None:
+            self._device = session_device(session)
+            self._chip_before = chip_temperature(session)
+        else:
+            self._chip_after = chip_temperature(session)
+
     def result(self, warmup: int, runs: int) -> Measurement:
         pre, infer, post = (summarize(list(stage)) for stage in zip(*self.stages, strict=True))
         e2e = summarize(self.e2e)
@@ -216,7 +281,55 @@ class _Row:
             peak_rss_mb=peak_rss_mb(),
             warmup=warmup,
             runs=runs,
+            pipelined=self.pipelined,
+            pipelined_reason=self.pipelined_reason,
+            chip=None
+            if self._device is None
+            else ChipReading(self._device, self._chip_before, self._chip_after, chip_source(self._device)),
         )
+
+
+def pipelined_throughput(
+    model: Model,
+    image: npt.NDArray[np.uint8],
+    frames: int,
+    in_flight: int,
+    advance: Advance | None = None,
+    timeout_s: float = FRAME_TIMEOUT_S,
+) -> Pipelined:
+    """Submit ``frames`` copies of ``image`` with ``model.submit``, never more than ``in_flight``
+    outstanding: a new frame goes in as soon as the oldest comes back, as ``edgecv run`` does."""
+    if frames < 1 or in_flight < 1:
+        raise ValueError("frames and in_flight must be >= 1")
+    pending: collections.deque[Future[Detections]] = collections.deque()
+    submitted = 0
+    start = time.perf_counter()
+    while submitted < frames or pending:
+        while submitted < frames and len(pending) < in_flight:
+            pending.append(model.submit(image))
+            submitted += 1
+        _result(pending.popleft(), timeout_s)
+        if advance is not None:
+            advance(1)
+    return Pipelined(in_flight, frames, time.perf_counter() - start)
+
+
+def _result(future: Future[Detections], timeout_s: float) -> Detections:
+    """A frame's detections; a frame that failed or never came back is a ``BackendError``."""
+    try:
+        return future.result(timeout=timeout_s)
+    except FutureTimeout:
+        raise BackendError(
+            f"A frame in flight gave no result in {timeout_s:g} s during the pipelined run",
+            "Check the device (`edgecv doctor`), or measure with --in-flight 1.",
+        ) from None
+    except EdgecvError:
+        raise
+    except Exception as exc:
+        raise BackendError(
+            f"A frame in flight failed during the pipelined run: {type(exc).__name__}: {one_line(exc)}",
+            "Run with --debug for the traceback; `edgecv predict` checks one frame.",
+        ) from exc
 
 
 def _schedule(rows: int, warmup: int, runs: int, interleave: bool, block: int) -> list[tuple[int, bool]]:
@@ -241,6 +354,7 @@ def benchmark(
     interleave: bool = True,
     block: int = 10,
     progress: Progress | None = None,
+    in_flight: int | None = None,
 ) -> list[Measurement]:
     """Measure each model on ``image`` (a decoded BGR frame); one ``Measurement`` per model.
 
@@ -248,15 +362,27 @@ def benchmark(
     one untimed call (the default: fair on a noisy machine); otherwise each model runs all its
     calls before the next starts. ``meter`` attributes power to each model's timed calls (see
     ``edgecv.sensors``). ``progress`` is told of each turn (stage ``bench``: one end-to-end and
-    one bare call, timed or not; see ``edgecv.progress``).
+    one bare call, timed or not; see ``edgecv.progress``), then of each pipelined frame (stage
+    ``pipelined``). A model that keeps frames in flight then runs ``runs`` frames through
+    ``Model.submit`` with ``in_flight`` outstanding (default: its session's ``depth``).
     """
-    if runs < 1 or warmup < 0 or block < 1:
-        raise ValueError("runs and block must be >= 1 and warmup >= 0")
+    if runs < 1 or warmup < 0 or block < 1 or (in_flight is not None and in_flight < 1):
+        raise ValueError("runs, block and in_flight must be >= 1 and warmup >= 0")
     rows = [_Row(model, image, meter) for model in models]
     schedule = _schedule(len(rows), warmup, runs, interleave, block)
     gc.collect()
+    for row in rows:
+        row.read_chip()
     with report(progress)("bench", len(schedule)) as advance:
         for index, timed in schedule:
             rows[index].turn(record=timed)
             advance(1)
+    pipelining = [row for row in rows if row.pipelined_reason is None]
+    if pipelining:
+        with report(progress)("pipelined", runs * len(pipelining)) as advance:
+            for row in pipelining:
+                depth = frames_in_flight(row.model.session, in_flight)
+                row.pipelined = pipelined_throughput(row.model, row.image, runs, depth, advance)
+    for row in rows:
+        row.read_chip()
     return [row.result(warmup, runs) for row in rows]

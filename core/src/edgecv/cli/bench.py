@@ -1,4 +1,5 @@
-"""``edgecv bench``: latency, overhead against the bare runtime, memory and power, per model x backend."""
+"""``edgecv bench``: latency, overhead against the bare runtime, memory and power, per model x backend;
+pipelined throughput for backends that keep frames in flight."""
 
 from __future__ import annotations
 
@@ -40,6 +41,13 @@ BLOCK = 10
 @click.option("--source", default=None, help="Image to run on [default: <assets>/images/bus.jpg].")
 @click.option("--data", default=None, help="Dataset folder: also report mAP50-95 (as `edgecv val`).")
 @click.option(
+    "--in-flight",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Frames kept in flight in the pipelined run of a backend that queues frames "
+    "[default: the session's depth].",
+)
+@click.option(
     "--sequential",
     is_flag=True,
     help=f"Measure one model after another instead of alternating them in blocks of {BLOCK} calls.",
@@ -75,6 +83,7 @@ def bench_command(
     runs: int,
     source: str | None,
     data: str | None,
+    in_flight: int | None,
     sequential: bool,
     video: str | None,
     skips: tuple[int, ...],
@@ -89,6 +98,8 @@ def bench_command(
     bare runtime call on the same tensor and the overhead ratio, FPS, load time, peak RSS
     (process-wide: every model loaded in the run counts), model size, and average power and
     temperature where the device exposes them. Several --model/--backend give a comparison table.
+    A backend that keeps frames in flight (an accelerator's queue) also runs as many frames through
+    Model.submit with --in-flight of them outstanding, and reports that pipelined throughput.
 
     End-to-end and bare calls alternate call by call, and several models alternate in blocks of
     calls, so a noisy machine affects them alike; medians are reported.
@@ -104,6 +115,13 @@ def bench_command(
     options = backend_options(threads, option_pairs)
     progress = terminal_progress(enabled=not as_json)
     if video is not None:
+        if in_flight is not None:
+            from edgecv.errors import ConfigError
+
+            raise ConfigError(
+                "--in-flight sets the pipelined run of the image bench, not --video",
+                "With --video the runtime keeps the session's depth in flight; leave out --in-flight.",
+            )
         _bench_video(
             video, models, backends, imgsz, arch, options, skips, track, frames, rounds, as_json, progress
         )
@@ -127,6 +145,7 @@ def bench_command(
         interleave=not sequential,
         block=BLOCK,
         progress=progress,
+        in_flight=in_flight,
     )
     temperature_after = sensors.read_temperature()
     load_after = load_average()
@@ -156,6 +175,7 @@ def bench_command(
             "runs": runs,
             "order": "sequential" if sequential else "interleaved",
             "block": BLOCK,
+            "in_flight": in_flight,
             "load_average_before": load_before,
             "load_average_after": load_after,
             "power_meter": _meter_record(meter),

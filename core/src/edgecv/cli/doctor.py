@@ -1,4 +1,8 @@
-"""``edgecv doctor``: this device, its accelerators, runtimes and backends, and what to install."""
+"""``edgecv doctor``: this device, its accelerators, runtimes and backends, and what to install.
+
+A backend with ``describe`` (an accelerator's) also describes its attached devices: firmware,
+runtime version, temperature. A describe that fails or hangs gives that backend ``{"error": ...}``
+and the rest of the report stands."""
 
 from __future__ import annotations
 
@@ -12,6 +16,9 @@ from typing import TYPE_CHECKING, Any
 import click
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from edgecv.backends import Backend
     from edgecv.hardware import Accelerator
     from edgecv.sensors import CommandRunner
 
@@ -30,7 +37,7 @@ def doctor_command(as_json: bool) -> None:
 
 def doctor_report(root: str | Path = "/", run: CommandRunner | None = None) -> dict[str, Any]:
     """What ``edgecv doctor --json`` prints; ``root`` and ``run`` let tests describe a fake device."""
-    from edgecv import hardware
+    from edgecv import hardware, plugins
     from edgecv.cli.backends import backends_report
     from edgecv.install_hints import pip_hint
     from edgecv.sensors import run_command
@@ -52,7 +59,7 @@ def doctor_report(root: str | Path = "/", run: CommandRunner | None = None) -> d
         "runtimes": hardware.runtimes(),
         "accelerators": [_accelerator(a) for a in found],
         "nvidia": hardware.nvidia_report(root, run or run_command),
-        "backends": backends_report()["backends"],
+        "backends": _with_devices(backends_report()["backends"], plugins.backends()),
         "to_install": list(advice.missing),
         "recommendation": recommendation,
     }
@@ -60,6 +67,7 @@ def doctor_report(root: str | Path = "/", run: CommandRunner | None = None) -> d
 
 def doctor_lines(report: dict[str, Any]) -> list[str]:
     """The text report, one line per fact."""
+    from edgecv.devices import device_summary
     from edgecv.hardware import jetson_summary, nvidia_summary
 
     features = ", ".join(report["cpu_features"]) or "none of note"
@@ -85,8 +93,21 @@ def doctor_lines(report: dict[str, Any]) -> list[str]:
         else:
             state = f"unavailable: {info['reason']}" + (f" ({info['hint']})" if info["hint"] else "")
         lines.append(f"backend       {info['name']}: {state}")
+    for info in report["backends"]:
+        if info.get("devices") is not None:
+            lines.append(f"device        {info['name']}: {device_summary(info['devices'])}")
     lines.append(f"install       {report['recommendation']}")
     return lines
+
+
+def _with_devices(records: list[dict[str, Any]], backends: Sequence[Backend]) -> list[dict[str, Any]]:
+    """Each backend's record with ``devices``: what its ``describe`` says, when it has one and is
+    available (``None`` otherwise)."""
+    by_name = {backend.name: backend for backend in backends}
+    for record in records:
+        backend = by_name.get(record["name"])
+        record["devices"] = backend.devices() if backend is not None and record["available"] else None
+    return records
 
 
 def _accelerator(accelerator: Accelerator) -> dict[str, str | None]:

@@ -7,9 +7,9 @@ the hooks on the run's own plugin manager (``observers``). A watchdog check on e
 restarts a stalled source or inference.
 
 When the model's session is asynchronous (an accelerator with its own queue: ``Model.asynchronous``)
-the loop keeps up to ``RunConfig.in_flight`` inferences submitted instead of one in a worker
-thread, and completes frames strictly in order, so tracking and events see what they would see
-one frame at a time.
+the loop keeps up to ``RunConfig.in_flight`` inferences submitted (default: the session's
+``depth``) instead of one in a worker thread, and completes frames strictly in order, so tracking
+and events see what they would see one frame at a time.
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
+from edgecv.backends import frames_in_flight
 from edgecv.detections import Detections
 from edgecv.errors import ConfigError, EdgecvError
 from edgecv.events.model import Event
@@ -81,8 +82,9 @@ class RunConfig:
     """Retention of an event log the runtime opens from a path: unsynced events kept at most."""
     event_max_mb: float | None = attrs.field(default=None, validator=_positive)
     """Retention of an event log the runtime opens from a path: its size limit."""
-    in_flight: int = attrs.field(default=3, validator=_positive)
-    """Inferences submitted ahead when the model's session is asynchronous (else one at a time)."""
+    in_flight: int | None = attrs.field(default=None, validator=_positive)
+    """Inferences submitted ahead when the model's session is asynchronous (else one at a time);
+    ``None``: the session's ``depth`` (at least 2)."""
 
 
 _FINISH_TIMEOUT_S = 5.0  # the end of a run waits at most this long for the model's thread
@@ -207,6 +209,8 @@ class Runtime:
             self._owned = opened.pop_all()  # closed in reverse: the event pipeline, the sink, the source
         # True: the default policy on whatever sensor exists; False: no throttling.
         self.governor = ThermalGovernor() if thermal is True else thermal or None
+        if self.governor is not None:  # an accelerator's chip counts as much as the SoC
+            self.governor.watch(model.session)
         self.stats = RunStats()
         self._plugins = list(plugins)
         self._stop = threading.Event()
@@ -223,7 +227,8 @@ class Runtime:
         self._since_inference = 0
         self._need_inference = True  # the first frame, and the one after a lost inference
         self._pending: collections.deque[_Pending] = collections.deque()
-        self._asynchronous = model.asynchronous and self.config.in_flight > 1
+        self._in_flight = frames_in_flight(model.session, self.config.in_flight)
+        self._asynchronous = model.asynchronous and self._in_flight > 1
         self._failures = 0
         self._worker: InferenceWorker | None = None
         self._last_restart = 0.0
@@ -463,7 +468,7 @@ class Runtime:
             head = self._pending[0]
             if head.future is not None and not head.future.done() and not everything:
                 outstanding = sum(1 for pending in self._pending if pending.future is not None)
-                if outstanding < self.config.in_flight:
+                if outstanding < self._in_flight:
                     return
             self._pending.popleft()
             found = self._await(head.future, hook) if head.future is not None else None

@@ -5,7 +5,9 @@ Below ``slow_from_c`` inference runs at full speed; from there the speed factor 
 ``resume_below_c`` (hysteresis, so it does not flap around the limit). The loop divides its inference
 rate by the factor (it runs inference on every ``1/factor``-th frame). Temperatures come from
 ``edgecv.sensors.read_temperature``: the hottest thermal zone (Jetson and Raspberry Pi zones included),
-else ``vcgencmd measure_temp``.
+else ``vcgencmd measure_temp``. When the model runs on an accelerator that reads its own chip's
+temperature (a ``DeviceSession``: a Hailo chip on its M.2 card heats apart from the SoC), the
+governor uses the hotter of the two (``watch``).
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ from collections.abc import Callable
 
 import attrs
 
+from edgecv.backends import DeviceSession
+from edgecv.devices import chip_source, chip_temperature, session_device
 from edgecv.errors import ConfigError
 from edgecv.sensors import Temperature, Unavailable, read_temperature
 
@@ -120,10 +124,42 @@ class ThrottleState:
 FULL_SPEED = ThrottleState(1.0, False, None, None, "temperature not read yet: full speed")
 
 
+def chip_reader(session: DeviceSession) -> Reader:
+    """The accelerator's own temperature, named after the device (``"Hailo-8L chip"``)."""
+    source = chip_source(session_device(session))
+
+    def read() -> Temperature | Unavailable:
+        celsius = chip_temperature(session)
+        if celsius is None:
+            return Unavailable(f"{source}: no temperature")
+        return Temperature(celsius, source)
+
+    return read
+
+
+def hottest(first: Reader, second: Reader) -> Reader:
+    """The hotter of two readings; either alone when the other is unavailable or raises."""
+
+    def read() -> Temperature | Unavailable:
+        readings = []
+        for reader in (first, second):
+            try:
+                readings.append(reader())
+            except Exception as exc:  # one broken sensor must not hide the other
+                readings.append(Unavailable(f"temperature read failed ({type(exc).__name__}: {exc})"))
+        found = [r for r in readings if isinstance(r, Temperature)]
+        if found:
+            return max(found, key=lambda reading: reading.celsius)
+        return Unavailable("; ".join(r.reason for r in readings if isinstance(r, Unavailable)))
+
+    return read
+
+
 class ThermalGovernor:
     """Reads the temperature every ``interval_s`` seconds (``poll()``) and turns it into a ``ThrottleState``.
 
     Without a sensor, ``unavailable`` says why (logged once) and the state stays at full speed.
+    ``watch(session)`` adds an accelerator's chip temperature (the hotter reading wins).
     """
 
     def __init__(
@@ -141,6 +177,13 @@ class ThermalGovernor:
         self._clock = clock
         self._next_read: float | None = None
         self._ever_read = False
+        self._watching = False
+
+    def watch(self, session: object) -> None:
+        """Read ``session``'s chip too when it is a ``DeviceSession`` (else nothing changes)."""
+        if isinstance(session, DeviceSession):
+            self._reader = hottest(self._reader, chip_reader(session))
+            self._watching = True
 
     def poll(self) -> ThrottleState | None:
         """The new state when it changed (pause, resume, or a factor move >= 0.05), else ``None``.
@@ -191,7 +234,7 @@ class ThermalGovernor:
             else:
                 log.warning("thermal throttling off: %s", reason)
         self.unavailable = reason
-        if not self._ever_read:
+        if not self._ever_read and not self._watching:
             self._next_read = math.inf  # no sensor on this device: never look again
         return self._update(ThrottleState(1.0, False, None, None, f"no temperature ({reason}): full speed"))
 

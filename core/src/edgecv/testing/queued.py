@@ -3,8 +3,10 @@
 ``QueuedSession(inner)`` gives any ``Session`` the ``AsyncSession.submit`` of a device with its
 own queue (Hailo, TensorRT streams, Edge TPU), computing real outputs with ``inner``. Tests hold
 the queue (``gate``), make a frame fail (``fail_next``) or never finish (``stall_next``), and read
-how many frames were in flight at once (``max_outstanding``). ``queued_backend`` registers it as a
-backend over an installed one.
+how many frames were in flight at once (``max_outstanding``); ``depth`` is what it tells the core
+to keep in flight. ``QueuedDeviceSession`` adds what an accelerator's session describes
+(``DeviceSession``): a device record and a chip temperature the test sets. ``QueuedBackend``
+registers either as a backend over an installed one.
 """
 
 from __future__ import annotations
@@ -24,10 +26,12 @@ from edgecv.spec import SessionSpec
 
 
 class QueuedSession:
-    """``inner`` behind a queue of ``workers`` threads; ``gate`` starts open."""
+    """``inner`` behind a queue of ``workers`` threads; ``gate`` starts open. ``depth`` (default:
+    twice the workers, as a device's queue) is the frames worth keeping in flight."""
 
-    def __init__(self, inner: Session, workers: int = 1) -> None:
+    def __init__(self, inner: Session, workers: int = 1, depth: int | None = None) -> None:
         self.inner = inner
+        self.depth = 2 * workers if depth is None else depth
         self.gate = threading.Event()
         self.gate.set()
         self.submitted = 0
@@ -77,19 +81,68 @@ class QueuedSession:
         self.inner.close()
 
 
-class QueuedBackend:
-    """A plugin registering ``name``: the installed backend ``over``'s sessions behind a queue."""
+class QueuedDeviceSession(QueuedSession):
+    """A ``QueuedSession`` on a pretend accelerator: ``device()`` returns ``described``;
+    ``temperature()`` returns ``celsius``, or raises it when it is an exception."""
 
-    def __init__(self, name: str = "queued", over: str = "onnx", workers: int = 1) -> None:
-        self.name, self.over, self.workers = name, over, workers
+    def __init__(
+        self,
+        inner: Session,
+        workers: int = 1,
+        depth: int | None = None,
+        described: Mapping[str, Any] | None = None,
+        celsius: float | Exception | None = 50.0,
+    ) -> None:
+        super().__init__(inner, workers, depth)
+        self.described: Mapping[str, Any] = described or {"device": "Queued-8L", "firmware": "1.0.0"}
+        self.celsius = celsius
+        self.temperature_reads = 0
+
+    def device(self) -> Mapping[str, Any]:
+        return self.described
+
+    def temperature(self) -> float | None:
+        self.temperature_reads += 1
+        if isinstance(self.celsius, Exception):
+            raise self.celsius
+        return self.celsius
+
+
+class QueuedBackend:
+    """A plugin registering ``name``: the installed backend ``over``'s sessions behind a queue
+    (``QueuedDeviceSession``s with ``device=True``). ``describe`` becomes the backend's."""
+
+    def __init__(
+        self,
+        name: str = "queued",
+        over: str = "onnx",
+        workers: int = 1,
+        depth: int | None = None,
+        device: bool = False,
+        describe: Callable[[], Mapping[str, Any]] | None = None,
+    ) -> None:
+        self.name, self.over, self.workers, self.depth = name, over, workers, depth
+        self.device, self.describe = device, describe
         self.sessions: list[QueuedSession] = []
 
     def open(self, path: Path, options: Mapping[str, Any]) -> Session:
-        inner = next(b for b in plugins.backends() if b.name == self.over)
-        session = QueuedSession(inner.open(path, options), self.workers)
+        inner = next(b for b in plugins.backends() if b.name == self.over).open(path, options)
+        session = (
+            QueuedDeviceSession(inner, self.workers, self.depth)
+            if self.device
+            else QueuedSession(inner, self.workers, self.depth)
+        )
         self.sessions.append(session)
         return session
 
     @hookimpl
     def edgecv_register_backends(self, register: Callable[[Backend], None]) -> None:
-        register(Backend(name=self.name, open=self.open, priority=-1, accepts=lambda path: False))
+        register(
+            Backend(
+                name=self.name,
+                open=self.open,
+                priority=-1,
+                accepts=lambda path: False,
+                describe=self.describe,
+            )
+        )
