@@ -17,12 +17,14 @@ MAX_MAP_DROP = 1.0
 
 @click.command("export")
 @click.option("--model", "-m", required=True, help="Source ONNX model.")
-@click.option("--to", "target", required=True, help="Target format, e.g. ncnn, tflite, onnx, tensorrt.")
+@click.option(
+    "--to", "target", required=True, help="Target format, e.g. ncnn, tflite, onnx, tensorrt, hailo."
+)
 @click.option(
     "--precision",
-    default="fp32",
-    show_default=True,
-    help="fp32, fp16 or int8 (full-integer); tflite also has dynamic (int8 weights, float activations).",
+    default=None,
+    help="fp32 (default), fp16 or int8 (full-integer); tflite also has dynamic (int8 weights, float "
+    "activations); hailo is always int8.",
 )
 @click.option("--imgsz", type=int, default=None, help="Static input size of the exported model.")
 @click.option(
@@ -67,6 +69,13 @@ MAX_MAP_DROP = 1.0
     default=False,
     help="Keep a dynamic ONNX's image size dynamic (tensorrt: an optimization profile from 32 to --imgsz).",
 )
+@click.option(
+    "--hw-arch",
+    default=None,
+    help="Hailo chip the HEF is compiled for (hailo): hailo8l (Raspberry Pi AI Kit; its HEFs also run "
+    "on a Hailo-8) [default], hailo8 (AI HAT+ 26 TOPS, M.2 Hailo-8), hailo8r, hailo15h, hailo15m, "
+    "hailo15l, hailo10h.",
+)
 @click.option("--output", "-o", required=True, help="Output file or folder.")
 @option_flag(
     "--option",
@@ -76,7 +85,7 @@ MAX_MAP_DROP = 1.0
 def export_command(
     model: str,
     target: str,
-    precision: str,
+    precision: str | None,
     imgsz: int | None,
     calib: str | None,
     calib_size: int | None,
@@ -86,6 +95,7 @@ def export_command(
     io_type: str | None,
     workspace: float | None,
     dynamic: bool,
+    hw_arch: str | None,
     output: str,
     option_pairs: tuple[str, ...],
 ) -> None:
@@ -120,6 +130,8 @@ def export_command(
         options["workspace"] = workspace
     if dynamic:
         options["dynamic"] = True
+    if hw_arch is not None:
+        options["hw_arch"] = hw_arch
     options.update(export_options(option_pairs, options))
     result: Path | None = plugins.plugin_manager().hook.edgecv_export(
         exporter=exporter, source=source, output=Path(output), options=options
@@ -128,7 +140,7 @@ def export_command(
         raise BackendError(f"The {exporter.format} export wrote nothing", "Check the installed plugins.")
     click.echo(f"exported {source} -> {result}")
     if validate is not None and check_data is not None:
-        _check(validate, source, Path(result), check_data, precision, imgsz)
+        _check(validate, source, Path(result), check_data, precision or "fp32", imgsz)
 
 
 def _validator() -> Any:
