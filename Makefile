@@ -6,7 +6,7 @@ ASSETS ?= $(if $(EDGECV_ASSETS),$(EDGECV_ASSETS),../shared/assets)
 PIP := $(BIN)/python -m pip --disable-pip-version-check -q
 
 # Every package of the repository: `make dist` builds each into dist/.
-PACKAGES := core plugins/edgecv-onnx plugins/edgecv-ncnn plugins/edgecv-tflite plugins/edgecv-tensorrt examples/edgecv-opencv-dnn
+PACKAGES := core plugins/edgecv-onnx plugins/edgecv-ncnn plugins/edgecv-tflite plugins/edgecv-tensorrt plugins/edgecv-hailo examples/edgecv-opencv-dnn
 
 .PHONY: demo test install install-dev lint typecheck pytest dist clean
 
@@ -27,7 +27,7 @@ demo: install
 # Test install: editable packages, the example third-party backend, dev tools.
 install-dev: $(BIN)/python
 	$(PIP) install -e "./core[mqtt]" -e ./plugins/edgecv-onnx -e ./plugins/edgecv-ncnn -e "./plugins/edgecv-tflite[export]" \
-		-e "./plugins/edgecv-tensorrt[export]" -e ./examples/edgecv-opencv-dnn \
+		-e "./plugins/edgecv-tensorrt[export]" -e "./plugins/edgecv-hailo[export]" -e ./examples/edgecv-opencv-dnn \
 		-r requirements-dev.txt
 	# pnnx (NCNN export) declares torch but its converter executable does not need it.
 	$(PIP) install --no-deps pnnx
