@@ -130,21 +130,37 @@ def _matched(reference: Detections, candidate: Detections, min_iou: float) -> in
 INT8_PROGRESS = RecordedProgress()
 
 
+RECURSION_LIMITS: list[int] = []
+"""The process's recursion limit before and after the INT8 export (onnx2tf raises it on import)."""
+
+
 @pytest.fixture(scope="module")
 def int8_model(assets: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     if MISSING:
         pytest.skip(f"edgecv-tflite[export] is not installed (missing {', '.join(MISSING)})")
     folder = tmp_path_factory.mktemp("tflite-export")
-    return export.export(
-        assets / "models" / SOURCE,
-        folder,
-        {
-            "precision": "int8",
-            "calib": assets / "coco128" / "images" / "train2017",
-            "calib_size": 8,
-            "progress": INT8_PROGRESS,
-        },
-    )
+    RECURSION_LIMITS.append(sys.getrecursionlimit())
+    try:
+        return export.export(
+            assets / "models" / SOURCE,
+            folder,
+            {
+                "precision": "int8",
+                "calib": assets / "coco128" / "images" / "train2017",
+                "calib_size": 8,
+                "progress": INT8_PROGRESS,
+            },
+        )
+    finally:
+        RECURSION_LIMITS.append(sys.getrecursionlimit())
+
+
+@needs_extra
+def test_export_leaves_the_recursion_limit_as_it_was(int8_model: Path) -> None:
+    """Left at onnx2tf's 2**31 - 1, any later deep recursion in the process segfaults (a deeply
+    nested JSON sidecar did, in the same pytest process) instead of raising RecursionError."""
+    before, after = RECURSION_LIMITS
+    assert after == before
 
 
 @needs_extra

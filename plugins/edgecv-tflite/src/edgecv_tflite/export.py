@@ -67,6 +67,8 @@ DEFAULT_CALIB_SIZE = 64
 IO_TYPES = ("int8", "uint8")
 EXPORT_HINT = f"{pip_hint('edgecv-tflite[export]')} (adds tensorflow-cpu and onnx2tf)."
 EXPORT_MODULES = ("tensorflow", "onnx2tf", "onnx", "onnx_graphsurgeon", "sng4onnx", "tf_keras")
+ONNX2TF_RECURSION_LIMIT = 10_000
+"""onnx2tf recurses through the graph; 10,000 frames fit the main thread's 8 MB stack."""
 # onnx2tf checks its conversion on this array and downloads it when it is not in the working folder.
 SAMPLE_FILE = "calibration_image_sample_data_20x128x128x3_float32.npy"
 SAMPLE_SIZE = 128
@@ -257,7 +259,30 @@ def _working_directory(folder: Path) -> Iterator[None]:
         os.chdir(previous)
 
 
+@contextlib.contextmanager
+def _recursion_limit(during: int) -> Iterator[None]:
+    """At least ``during`` inside, and the process's own limit again afterwards.
+
+    onnx2tf sets Python's recursion limit to 2**31 - 1 when imported and never restores it: any
+    deep recursion later in the process (a hostile JSON file, say) then overflows the C stack and
+    segfaults instead of raising RecursionError.
+    """
+    previous = sys.getrecursionlimit()
+    try:
+        sys.setrecursionlimit(max(previous, during))
+        yield
+    finally:
+        sys.setrecursionlimit(previous)
+
+
 def _to_saved_model(
+    source: Path, reference: Model, folder: Path, samples: Sequence[npt.NDArray[np.float32]]
+) -> Path:
+    with _recursion_limit(ONNX2TF_RECURSION_LIMIT):
+        return _convert_to_saved_model(source, reference, folder, samples)
+
+
+def _convert_to_saved_model(
     source: Path, reference: Model, folder: Path, samples: Sequence[npt.NDArray[np.float32]]
 ) -> Path:
     onnx2tf = _module("onnx2tf")
