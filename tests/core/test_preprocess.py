@@ -154,6 +154,16 @@ def test_uint8_quantized_input_with_unit_scale_is_the_raw_pixels(canvas: np.ndar
     np.testing.assert_array_equal(tensor, expected)
 
 
+@pytest.mark.parametrize("color", ["RGB", "BGR"])
+def test_raw_uint8_input_is_a_fresh_contiguous_copy(canvas: np.ndarray, color: str) -> None:
+    """The identity case (Hailo, uint8 TFLite) skips the lookup table, and never hands out the
+    canvas itself: it may be the caller's image, which an accelerator reads while it is in flight."""
+    q = Quantization(scale=1.0, zero_point=0)
+    tensor = to_tensor(canvas, spec("NHWC", dtype="uint8", quantization=q, color=color, scale=1.0))
+    assert tensor.flags.c_contiguous and not np.shares_memory(tensor, canvas)
+    np.testing.assert_array_equal(tensor[0], canvas[:, :, ::-1] if color == "RGB" else canvas)
+
+
 def test_per_channel_quantization_uses_first_scale_for_the_whole_tensor(canvas: np.ndarray) -> None:
     q = Quantization(scale=(1 / 255, 2 / 255, 4 / 255), zero_point=(3, 0, 0), axis=3)
     tensor = to_tensor(canvas, spec("NHWC", dtype="uint8", quantization=q, scale=1 / 255))
