@@ -380,7 +380,8 @@ def test_every_hook_is_called_with_the_right_arguments(
     (export,) = calls["edgecv_export"]
     assert isinstance(export["exporter"], Exporter) and export["exporter"].format == FORMAT
     assert export["source"] == model_path and export["output"] == output == export["result"]
-    assert export["options"]["precision"] == "fp32" and export["options"]["imgsz"] is None
+    # --precision left out reaches the exporter unset; ExportOptions.parse gives its default (fp32).
+    assert export["options"]["precision"] is None and export["options"]["imgsz"] is None
     assert json.loads(output.read_text()) == {"source": MODEL, "precision": "fp32"}
 
     # A short run: event log at a path, sink by URL, a warm sensor, one failed frame.

@@ -80,3 +80,15 @@ def check_output_file(path: Path, option: str, example: str) -> None:
     if path.is_dir():
         raise ConfigError(f"{option} {path} is a folder", f"Pass a file name such as {path / example}.")
     check_writable(path, option)
+
+
+@contextlib.contextmanager
+def working_directory(folder: Path) -> Iterator[None]:
+    """Run in ``folder``, then back where the process was, whatever happens (converters that
+    write logs or read samples in the current folder; ``contextlib.chdir`` is Python 3.11+)."""
+    previous = Path.cwd()
+    os.chdir(folder)
+    try:
+        yield
+    finally:
+        os.chdir(previous)

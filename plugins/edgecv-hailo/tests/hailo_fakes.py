@@ -63,7 +63,6 @@ from __future__ import annotations
 import enum
 import hashlib
 import itertools
-import json
 import threading
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -77,6 +76,8 @@ import numpy as np
 import numpy.typing as npt
 import onnxruntime as ort
 import pytest
+
+from edgecv.testing import fake_files
 
 MAGIC = b"EDGECV-FAKE-HEF\n"
 DEFAULT_VERSION = "4.20.0"
@@ -347,21 +348,12 @@ class AsyncInferCompletionInfo:
 
 
 def fake_hef_bytes(header: Mapping[str, Any], model: bytes) -> bytes:
-    return MAGIC + json.dumps(header, sort_keys=True).encode() + b"\n" + model
+    return fake_files.pack(MAGIC, header, model)
 
 
 def parse_fake_hef(data: bytes) -> tuple[dict[str, Any], bytes] | None:
     """(header, ONNX bytes) of a fake HEF; ``None`` for anything else."""
-    if not data.startswith(MAGIC):
-        return None
-    line, newline, model = data[len(MAGIC) :].partition(b"\n")
-    try:
-        header = json.loads(line)
-    except ValueError:
-        return None
-    if not newline or not isinstance(header, dict) or not model:
-        return None
-    return header, model
+    return fake_files.unpack(MAGIC, data)
 
 
 _SESSIONS: dict[str, ort.InferenceSession] = {}

@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import enum
 import itertools
-import json
 import sys
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
@@ -44,6 +43,7 @@ import pytest
 
 import edgecv
 from edgecv.backend import Availability
+from edgecv.testing import fake_files
 from edgecv_tensorrt import runtime
 from edgecv_tensorrt.runtime import MachineInfo
 
@@ -74,21 +74,12 @@ def fake_engine_bytes(
         "profile": None if profile is None else {k: list(v) for k, v in profile.items()},
         "workspace": workspace,
     }
-    return MAGIC + json.dumps(header, sort_keys=True).encode() + b"\n" + Path(onnx_path).read_bytes()
+    return fake_files.pack(MAGIC, header, Path(onnx_path).read_bytes())
 
 
 def parse_fake_engine(data: bytes) -> tuple[dict[str, Any], bytes] | None:
     """(header, ONNX bytes) of a fake engine; ``None`` for anything else."""
-    if not data.startswith(MAGIC):
-        return None
-    line, newline, model = data[len(MAGIC) :].partition(b"\n")
-    try:
-        header = json.loads(line)
-    except ValueError:
-        return None
-    if not newline or not isinstance(header, dict) or not model:
-        return None
-    return header, model
+    return fake_files.unpack(MAGIC, data)
 
 
 # --- CUDA ---------------------------------------------------------------------------------------

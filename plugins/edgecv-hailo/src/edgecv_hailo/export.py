@@ -24,16 +24,14 @@ default), ``nms_max_per_class`` (100) and ``nms_engine`` (cpu or nn_core), fixed
 
 from __future__ import annotations
 
-import contextlib
 import importlib.util
 import json
 import numbers
-import os
 import platform
 import re
 import tempfile
 import warnings
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
@@ -52,6 +50,7 @@ from edgecv.backend import (
     one_line,
     pip_hint,
     positive_int,
+    working_directory,
 )
 from edgecv_hailo.nms_config import NmsSettings, YoloV8Head
 
@@ -329,7 +328,7 @@ def compile_hef(
             "outputs are decoded on the host",
             stacklevel=3,
         )
-    with _working_in(work):
+    with working_directory(work):
         runner = _dfc("start for " + request.hw_arch, lambda: client.ClientRunner(hw_arch=request.hw_arch))
         stage = "translate" if head is not None else "translate (whole graph: no on-chip NMS)"
         with progress(stage, 1) as advance:
@@ -408,17 +407,6 @@ def _net_name(source: Path) -> str:
     """The network's name in the HEF: the file's stem in the letters the compiler takes."""
     name = re.sub(r"\W", "_", source.stem, flags=re.ASCII).strip("_")[:64] or "model"
     return name if not name[0].isdigit() else f"model_{name}"
-
-
-@contextlib.contextmanager
-def _working_in(folder: Path) -> Iterator[None]:
-    """Run in ``folder``: the compiler writes its logs into the current folder, not the user's."""
-    before = os.getcwd()
-    os.chdir(folder)
-    try:
-        yield
-    finally:
-        os.chdir(before)
 
 
 def sidecar_metadata(

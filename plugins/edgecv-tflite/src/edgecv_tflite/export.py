@@ -50,6 +50,7 @@ from edgecv.backend import (
     one_line,
     pip_hint,
     stderr_redirected,
+    working_directory,
 )
 
 if TYPE_CHECKING:
@@ -250,16 +251,6 @@ def _onnx2tf_sample_data(samples: Sequence[npt.NDArray[np.float32]]) -> npt.NDAr
 
 
 @contextlib.contextmanager
-def _working_directory(folder: Path) -> Iterator[None]:
-    previous = Path.cwd()
-    os.chdir(folder)
-    try:
-        yield
-    finally:
-        os.chdir(previous)
-
-
-@contextlib.contextmanager
 def _recursion_limit(during: int) -> Iterator[None]:
     """At least ``during`` inside, and the process's own limit again afterwards.
 
@@ -298,7 +289,7 @@ def _convert_to_saved_model(
     shape = None if static else [f"{reference.spec.input.name}:1,3,{height},{width}"]
     try:
         # onnx2tf prints the SavedModel's signature to stdout even when told to be quiet.
-        with _working_directory(folder), contextlib.redirect_stdout(io.StringIO()):
+        with working_directory(folder), contextlib.redirect_stdout(io.StringIO()):
             onnx2tf.convert(
                 input_onnx_file_path=str(copy),
                 output_folder_path=str(saved_model),
