@@ -717,6 +717,10 @@ class _Network:
 def _read_hef(source: str | bytes, version: tuple[int, int], log: list[str]) -> _Network:
     if isinstance(source, str):
         try:
+            source.encode("utf-8")
+        except UnicodeEncodeError:  # pybind11 converts str to std::string as UTF-8, and refuses
+            raise TypeError("incompatible function arguments: a str that is not valid UTF-8") from None
+        try:
             data = Path(source).read_bytes()
         except OSError as exc:
             log.append(f"Failed to open HEF file {source}: {exc.strerror}")

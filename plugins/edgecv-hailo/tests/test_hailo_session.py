@@ -7,6 +7,7 @@ onnx backend.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from types import ModuleType
 
@@ -138,3 +139,13 @@ def test_device_report_and_chip_temperature(hailo: ModuleType, nms_hef: Path) ->
         device = dict(model.session.device())
         assert device["device"] == "Hailo-8L" and device["hailort"] == hailo.__version__
         assert model.session.temperature() == 63.5
+
+
+def test_a_hef_with_a_non_utf8_name_loads(
+    hailo: ModuleType, nms_hef: Path, tmp_path: Path, bus_path: Path
+) -> None:
+    """HailoRT's binding takes a path as UTF-8 text: such a file is handed over as its bytes."""
+    hef = tmp_path / os.fsdecode(b"caf\xe9.hef")
+    hef.write_bytes(nms_hef.read_bytes())
+    with edgecv.load(hef) as model:
+        assert {"bus", "person"} <= set(model(bus_path).labels)

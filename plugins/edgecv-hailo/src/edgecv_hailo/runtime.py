@@ -458,7 +458,7 @@ class HailoRunner:
         try:
             vdevice = acquire_vdevice(hailo)
             doing = "loading"
-            model = vdevice.create_infer_model(str(hef))
+            model = vdevice.create_infer_model(_hef_source(hef))
             input_info = _bind_input(hailo, model, hef)
             outputs = _set_output_formats(hailo, model, hef, float_outputs, asked_nms)
             if batch_size is not None:
@@ -740,6 +740,20 @@ def _output_layout(hailo: HailoModule, model: InferModel, hef: Path, output: _Ou
         )
     max_boxes = (per_class - 1) // BOX_PARAMS
     return _Output(attrs.evolve(output.info, shape=(classes, max_boxes, BOX_PARAMS)), shape)
+
+
+def _hef_source(hef: Path) -> str | bytes:
+    """What ``create_infer_model`` takes for ``hef``: its path, or its bytes when the path is not
+    valid UTF-8 (HailoRT's C++ binding cannot take a surrogate-escaped name)."""
+    path = str(hef)
+    try:
+        path.encode("utf-8")
+    except UnicodeEncodeError:
+        try:
+            return hef.read_bytes()
+        except OSError as exc:
+            raise ModelError(f"Cannot read {hef}: {exc.strerror or exc}", "Check the file.") from exc
+    return path
 
 
 def _abandon(hailo: HailoModule, configured: ConfiguredInferModel | None, vdevice: VDevice | None) -> None:
