@@ -57,3 +57,15 @@ def test_run_keeps_frames_in_flight_and_delivers_them_in_order(
             indexes = [result.frame for result in runtime.results()]
     assert indexes == sorted(indexes) and len(indexes) == 12
     assert expected_depth == 3 and hailo.fake.max_in_flight == 3
+
+
+def test_doctor_lists_the_chip_its_firmware_and_temperature(hailo: ModuleType) -> None:
+    from edgecv.cli.doctor import doctor_lines, doctor_report
+
+    report = doctor_report()
+    (entry,) = [b for b in report["backends"] if b["name"] == "hailo"]
+    assert entry["available"] and entry["devices"]["device"] == "Hailo-8L"
+    assert entry["devices"]["firmware"] == "4.20.0" and entry["devices"]["temperature_c"] == 56.5
+    line = next(line for line in doctor_lines(report) if line.startswith("device        hailo:"))
+    assert "Hailo-8L" in line and "hailort 4.20.0" in line and "56.5 °C" in line
+    assert hailo.fake.closed  # describing the chip gave the device back
