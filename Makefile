@@ -6,7 +6,7 @@ ASSETS ?= $(if $(EDGECV_ASSETS),$(EDGECV_ASSETS),../shared/assets)
 PIP := $(BIN)/python -m pip --disable-pip-version-check -q
 
 # Every package of the repository: `make dist` builds each into dist/.
-PACKAGES := core plugins/edgecv-onnx plugins/edgecv-ncnn plugins/edgecv-tflite plugins/edgecv-tensorrt plugins/edgecv-hailo examples/edgecv-opencv-dnn
+PACKAGES := core plugins/edgecv-onnx plugins/edgecv-ncnn plugins/edgecv-tflite plugins/edgecv-tensorrt plugins/edgecv-hailo plugins/edgecv-torch examples/edgecv-opencv-dnn
 
 .PHONY: demo test install install-dev lint typecheck pytest dist clean
 
@@ -26,8 +26,12 @@ demo: install
 
 # Test install: editable packages, the example third-party backend, dev tools.
 install-dev: $(BIN)/python
+	# torch for edgecv-torch's tests only: 2.13.0 is the CPU wheel on this machine's disk (~0.9 GB
+	# installed, ~25 s); an unpinned torch would pull PyPI's multi-GB CUDA build.
+	$(PIP) install torch==2.13.0
 	$(PIP) install -e "./core[mqtt]" -e ./plugins/edgecv-onnx -e ./plugins/edgecv-ncnn -e "./plugins/edgecv-tflite[export]" \
-		-e "./plugins/edgecv-tensorrt[export]" -e "./plugins/edgecv-hailo[export]" -e ./examples/edgecv-opencv-dnn \
+		-e "./plugins/edgecv-tensorrt[export]" -e "./plugins/edgecv-hailo[export]" -e "./plugins/edgecv-torch[compress]" \
+		-e ./examples/edgecv-opencv-dnn \
 		-r requirements-dev.txt
 	# pnnx (NCNN export) declares torch but its converter executable does not need it.
 	$(PIP) install --no-deps pnnx
