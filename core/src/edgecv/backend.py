@@ -37,7 +37,9 @@ from edgecv.spec import (
     Quantization,
     SessionSpec,
     TensorSpec,
+    default_names,
     imgsz_from_metadata,
+    names_from_metadata,
     parse_metadata_value,
 )
 from edgecv.validation import check_options, positive_int
@@ -83,8 +85,10 @@ __all__ = [
     "calibration_files",
     "check_options",
     "coral_usb_count",
+    "default_names",
     "hookimpl",
     "imgsz_from_metadata",
+    "names_from_metadata",
     "one_line",
     "parse_metadata_value",
     "pip_hint",

@@ -50,7 +50,7 @@ def load(path: Path) -> YOLOv8:
     try:
         record = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        if "Unsupported global" not in str(exc):  # not a pickle of objects: not a checkpoint at all
+        if "unsupported global" not in str(exc).lower():  # not a pickle of objects: not a checkpoint at all
             raise ModelError(f"{path.name} is not a readable torch checkpoint", _HINT) from exc
         raise ModelError(
             f"{path.name} holds pickled Python objects, not only weights; edgecv does not unpickle them "

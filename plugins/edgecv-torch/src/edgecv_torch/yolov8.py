@@ -24,7 +24,7 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from edgecv.backend import ModelError, imgsz_from_metadata
+from edgecv.backend import ModelError, default_names, imgsz_from_metadata, names_from_metadata
 
 REG_MAX = 16
 """Bins of the box-side distribution (DFL)."""
@@ -249,8 +249,6 @@ class YOLOv8(nn.Module):
 
 
 def _names(metadata: Mapping[str, str], count: int) -> tuple[str, ...]:
-    from edgecv.spec import default_names, names_from_metadata
-
     names = names_from_metadata(metadata)
     return names if names is not None and len(names) == count else default_names(count)
 
