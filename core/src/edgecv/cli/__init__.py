@@ -23,6 +23,7 @@ COMMANDS = {
     "models": "edgecv.cli.models:models_command",
     "run": "edgecv.cli.run:run_command",
     "doctor": "edgecv.cli.doctor:doctor_command",
+    "compress": "edgecv.cli.compress:compress_command",
 }
 
 

@@ -11,7 +11,7 @@ from edgecv.backend import Availability, Backend, Session, hookimpl, pip_hint
 
 # The plugin is installed when this shows: what is missing is torch itself (CPU wheel for laptops).
 INSTALL_HINT = (
-    f"{pip_hint('torch')} (CPU only: pip install torch --index-url https://download.pytorch.org/whl/cpu)"
+    f"{pip_hint('torch')} (for the CPU-only wheel, add --index-url https://download.pytorch.org/whl/cpu)"
 )
 FORMATS = (".pt", ".pt2", ".torchscript")
 
