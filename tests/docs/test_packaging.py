@@ -143,8 +143,14 @@ def test_every_install_line_works_as_printed(readme: str, line: str) -> None:
     assert "[" not in unquoted, f"{readme}: unquoted extras in {line!r}"
     words = shlex.split(line)[2:]
     find_links = "--find-links" in words
+    # Options whose value is a URL, not a requirement (the CPU-only torch wheel's index).
+    values = {
+        words[i + 1] for i, word in enumerate(words[:-1]) if word in ("--index-url", "--extra-index-url")
+    }
     for word in words:
         if word.startswith("-") or word == "dist" or word.startswith(("./", "examples/", "plugins/", "core")):
+            continue
+        if word in values:
             continue
         try:
             requirement = Requirement(word)
