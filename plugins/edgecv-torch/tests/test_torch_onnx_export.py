@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import onnx
@@ -26,20 +25,6 @@ from edgecv.testing.reference import (
 )
 from edgecv_torch.onnx_export import OPSET, export_onnx
 from edgecv_torch.yolov8 import YOLOv8
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread() -> Iterator[None]:
-    """torch's OpenMP pool with more threads than free cores is ~25x slower on a busy machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-@pytest.fixture(scope="module")
-def yolov8() -> YOLOv8:
-    return YOLOv8.from_onnx(reference_model())
 
 
 @pytest.fixture(scope="module")

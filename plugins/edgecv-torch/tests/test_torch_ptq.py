@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import shutil
 import warnings
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -21,15 +20,6 @@ from edgecv_torch.session import TorchSession
 from edgecv_torch.yolov8 import YOLOv8
 
 SIZE = (160, 160)  # small: the flow is the same at 640, the test is seconds
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread() -> Iterator[None]:
-    """torch's OpenMP pool with more threads than free cores is much slower on a busy machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,7 @@ import os
 import re
 import warnings
 import zipfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -22,26 +22,12 @@ from edgecv.backend import ConfigError, ModelError
 from edgecv.images import read_image
 from edgecv.names import COCO80
 from edgecv.testing.cli import assert_one_line_error, run_edgecv
-from edgecv.testing.reference import REFERENCE_CONF, REFERENCE_IOU, match_boxes, reference_model
+from edgecv.testing.reference import REFERENCE_CONF, REFERENCE_IOU, match_boxes
 from edgecv_torch import checkpoint
 from edgecv_torch.session import METADATA_FILE, TorchSession
 from edgecv_torch.yolov8 import YOLOv8
 
 CPU = {"device": "cpu", "threads": 1}
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread() -> Iterator[None]:
-    """torch's OpenMP pool with more threads than free cores is ~25x slower on a busy machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-@pytest.fixture(scope="module")
-def yolov8() -> YOLOv8:
-    return YOLOv8.from_onnx(reference_model())
 
 
 @pytest.fixture(scope="module")

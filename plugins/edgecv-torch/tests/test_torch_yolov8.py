@@ -17,11 +17,6 @@ from edgecv_torch import checkpoint
 from edgecv_torch.yolov8 import YOLOv8
 
 
-@pytest.fixture(scope="module")
-def yolov8() -> YOLOv8:
-    return YOLOv8.from_onnx(reference_model())
-
-
 def test_same_raw_outputs_as_onnxruntime_on_bus(yolov8: YOLOv8, bus_path: Path) -> None:
     import edgecv
 
