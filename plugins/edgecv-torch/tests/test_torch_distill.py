@@ -26,19 +26,9 @@ from edgecv_torch.yolov8 import YOLOv8
 TINY = DistillConfig(steps=4, batch=2, imgsz=96, save_every=2)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread() -> Iterator[None]:
-    # Two shared cores: torch's default thread pool oversubscribes them; one thread is also what
-    # makes runs bit-for-bit repeatable here.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
-def teacher(models: Path) -> YOLOv8:
-    return YOLOv8.from_onnx(models / "yolov8n_fp32_dequant.onnx")
+def teacher(yolov8: YOLOv8) -> YOLOv8:
+    return yolov8
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,6 @@ errors."""
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -23,18 +22,9 @@ from edgecv_torch.yolov8 import YOLOv8
 EXAMPLE = torch.zeros(1, 3, 128, 128)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread() -> Iterator[None]:
-    # Two shared cores: torch's default thread pool oversubscribes them (tens of times slower).
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
-def original(models: Path) -> YOLOv8:
-    return YOLOv8.from_onnx(models / "yolov8n_fp32_dequant.onnx")
+def original(yolov8: YOLOv8) -> YOLOv8:
+    return yolov8
 
 
 @pytest.fixture(scope="module")
