@@ -25,7 +25,7 @@ from edgecv.backends import AsyncSession, Availability, Backend, DeviceSession, 
 from edgecv.decoders.base import Candidates, DecodeContext, Decoder
 from edgecv.errors import BackendError, ConfigError, EdgecvError, ImageError, ModelError, one_line
 from edgecv.exporting import ExportOptions
-from edgecv.files import atomic_target, working_directory
+from edgecv.files import atomic_target, sha256_of, working_directory
 from edgecv.hardware import coral_usb_count
 from edgecv.hookspecs import hookimpl
 from edgecv.install_hints import pip_hint
@@ -94,6 +94,7 @@ __all__ = [
     "pip_hint",
     "positive_int",
     "read_image",
+    "sha256_of",
     "single_input",
     "stderr_captured",
     "stderr_redirected",

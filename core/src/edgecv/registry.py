@@ -188,6 +188,23 @@ def assets_dir() -> Path | None:
     return None
 
 
+def sample_image(source: str | os.PathLike[str] | None) -> Path:
+    """``source`` as a path, or when it is ``None`` the sample image ``<assets>/images/bus.jpg``
+    (what ``edgecv bench`` and ``edgecv compress report`` time on); ``ImageError`` without one."""
+    from edgecv.errors import ImageError
+
+    if source is not None:
+        return Path(source)
+    assets = assets_dir()
+    default = assets / "images" / "bus.jpg" if assets is not None else None
+    if default is None or not default.is_file():
+        raise ImageError(
+            "No --source image given and no default image (<assets>/images/bus.jpg) found",
+            "Pass --source IMAGE, or set EDGECV_ASSETS to the assets folder.",
+        )
+    return default
+
+
 def cache_dir() -> Path:
     configured = os.environ.get("EDGECV_CACHE_DIR")
     if configured:

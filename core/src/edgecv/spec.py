@@ -20,6 +20,7 @@ import attrs
 
 from edgecv.decoders.base import Decoder
 from edgecv.errors import ConfigError, ModelError
+from edgecv.files import sha256_of
 from edgecv.names import COCO80
 
 MAX_METADATA_VALUE = 64 * 1024
@@ -132,10 +133,11 @@ def file_sha256(path: Path) -> str:
 
 @functools.lru_cache(maxsize=64)
 def _sha256_cached(path: str, mtime_ns: int, size: int) -> str:
-    digest = hashlib.sha256()
     target = Path(path)
-    files = sorted(p for p in target.rglob("*") if p.is_file()) if target.is_dir() else [target]
-    for file in files:
+    if not target.is_dir():
+        return sha256_of(target)
+    digest = hashlib.sha256()  # a model folder (NCNN): its files' bytes in name order
+    for file in sorted(p for p in target.rglob("*") if p.is_file()):
         with open(file, "rb") as handle:
             for block in iter(lambda: handle.read(1 << 20), b""):
                 digest.update(block)

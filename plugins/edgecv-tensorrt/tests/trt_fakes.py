@@ -518,15 +518,16 @@ def write_fake_engine(
 ) -> Path:
     """``engine_path`` (a fake engine of ``onnx_path`` for ``trt``) and its sidecar, as the builder
     writes them on this (fake) machine; ``sidecar_fields`` override the sidecar's fields."""
+    from edgecv.backend import sha256_of
     from edgecv_tensorrt import __version__ as plugin_version
-    from edgecv_tensorrt.sidecar import Sidecar, file_sha256, write_engine
+    from edgecv_tensorrt.sidecar import Sidecar, write_engine
 
     session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
     image = session.get_inputs()[0]
     machine = fake_machine(trt)
     fields: dict[str, Any] = {
         "source": onnx_path.name,
-        "model_sha256": file_sha256(onnx_path),
+        "model_sha256": sha256_of(onnx_path),
         "trt_version": machine.trt_version,
         "gpu_name": machine.gpu_name,
         "compute_capability": machine.compute_capability,

@@ -126,7 +126,7 @@ def bench_command(
             video, models, backends, imgsz, arch, options, skips, track, frames, rounds, as_json, progress
         )
         return
-    image_path = _source_image(source)
+    image_path = registry.sample_image(source)
     image = read_image(image_path)
     validate = _validator() if data is not None else None
     paths = [registry.resolve(model) for model in models or (DEFAULT_MODEL,)]
@@ -231,24 +231,6 @@ def _bench_video(
         )
     else:
         click.echo(format_video_report(results, path, frames))
-
-
-def _source_image(source: str | None) -> Path:
-    from pathlib import Path
-
-    from edgecv.errors import ImageError
-    from edgecv.registry import assets_dir
-
-    if source is not None:
-        return Path(source)
-    assets = assets_dir()
-    default = assets / "images" / "bus.jpg" if assets is not None else None
-    if default is None or not default.is_file():
-        raise ImageError(
-            "No --source image given and no default image (<assets>/images/bus.jpg) found",
-            "Pass --source IMAGE, or set EDGECV_ASSETS to the assets folder.",
-        )
-    return default
 
 
 def _validator() -> Any:

@@ -11,12 +11,11 @@ The sidecar is untrusted input: bounded in size, every field type-checked.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Mapping
 from pathlib import Path
 
-from edgecv.backend import ModelError, atomic_target
+from edgecv.backend import ModelError, atomic_target, sha256_of
 
 FORMAT = "edgecv-hailo-hef"
 FORMAT_VERSION = 1
@@ -28,20 +27,12 @@ def sidecar_path(hef: Path) -> Path:
     return hef.with_name(hef.name + ".json")
 
 
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as stream:
-        for block in iter(lambda: stream.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def write_sidecar(hef: Path, metadata: Mapping[str, str]) -> Path:
     """Write ``hef``'s sidecar (atomically) with ``metadata`` (string keys and values)."""
     record = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
-        "hef_sha256": file_sha256(hef),
+        "hef_sha256": sha256_of(hef),
         "metadata": {str(key): str(value) for key, value in metadata.items()},
     }
     target = sidecar_path(hef)
@@ -86,7 +77,7 @@ def read_sidecar(hef: Path) -> dict[str, str]:
         isinstance(key, str) and isinstance(value, str) for key, value in metadata.items()
     ):
         raise ModelError(f"{path.name}: 'metadata' must map strings to strings", hint)
-    if record.get("hef_sha256") != file_sha256(hef):
+    if record.get("hef_sha256") != sha256_of(hef):
         raise ModelError(
             f"{path.name} was written for another HEF than {hef.name} (its SHA-256 differs)", hint
         )

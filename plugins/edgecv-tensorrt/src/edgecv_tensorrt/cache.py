@@ -21,10 +21,10 @@ from typing import Any
 
 import attrs
 
-from edgecv.backend import ModelError, Progress
+from edgecv.backend import ModelError, Progress, sha256_of
 from edgecv_tensorrt.plan import BUILD_OPTIONS, BuildRequest, Plan, build, plan, silent
 from edgecv_tensorrt.runtime import TensorRTModule
-from edgecv_tensorrt.sidecar import Machine, file_sha256, read_sidecar, write_engine
+from edgecv_tensorrt.sidecar import Machine, read_sidecar, write_engine
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
@@ -77,4 +77,4 @@ def reusable(engine: Path, wanted: Plan) -> bool:
         existing = read_sidecar(engine)
     except ModelError:
         return False
-    return existing.key() == wanted.sidecar.key() and file_sha256(engine) == existing.engine_sha256
+    return existing.key() == wanted.sidecar.key() and sha256_of(engine) == existing.engine_sha256

@@ -19,11 +19,11 @@ from typing import Any
 
 import attrs
 
-from edgecv.backend import Advance, ConfigError, ModelError, Progress, imgsz_from_metadata
+from edgecv.backend import Advance, ConfigError, ModelError, Progress, imgsz_from_metadata, sha256_of
 from edgecv_tensorrt import prepare
 from edgecv_tensorrt.build import PRECISIONS, BuildConfig, build_engine, profile_for
 from edgecv_tensorrt.runtime import TensorRTModule
-from edgecv_tensorrt.sidecar import Machine, Sidecar, file_sha256
+from edgecv_tensorrt.sidecar import Machine, Sidecar
 from edgecv_tensorrt.versions import TensorRTVersion
 
 BUILD_OPTIONS = frozenset(
@@ -167,7 +167,7 @@ def plan(source: Path, request: BuildRequest, machine: Machine, timing_cache: Pa
     }
     sidecar = Sidecar(
         source=source.name,
-        model_sha256=file_sha256(source),
+        model_sha256=sha256_of(source),
         trt_version=machine.trt_version,
         gpu_name=machine.gpu_name,
         compute_capability=machine.compute_capability,
@@ -230,7 +230,7 @@ def _calibration(request: BuildRequest) -> dict[str, Any]:
     files = calibration_files(request.calib, request.calib_size, request.calib_subset)
     digest = hashlib.sha256()
     for file in files:
-        digest.update(file.name.encode(errors="surrogateescape") + b"\0" + file_sha256(file).encode())
+        digest.update(file.name.encode(errors="surrogateescape") + b"\0" + sha256_of(file).encode())
     return {
         "folder": str(request.calib.resolve()),
         "size": request.calib_size,

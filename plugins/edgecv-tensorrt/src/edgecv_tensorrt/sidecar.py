@@ -20,7 +20,7 @@ from typing import Any, Protocol
 
 import attrs
 
-from edgecv.backend import ModelError, atomic_target
+from edgecv.backend import ModelError, atomic_target, sha256_of
 
 FORMAT = "edgecv-tensorrt-engine"
 FORMAT_VERSION = 1
@@ -143,14 +143,6 @@ def sidecar_path(engine: Path) -> Path:
     return engine.with_name(engine.name + ".json")
 
 
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def read_sidecar(engine: Path) -> Sidecar:
     """The sidecar of ``engine``, or a one-line ``ModelError`` when it is missing or not one of ours."""
     path = sidecar_path(engine)
@@ -217,7 +209,7 @@ def check_engine(engine: Path, machine: Machine) -> Sidecar:
     if difference is not None:
         raise ModelError(f"{engine.name} was {difference}", rebuild)
     try:
-        digest = file_sha256(engine)
+        digest = sha256_of(engine)
     except OSError as exc:
         raise ModelError(f"Cannot read {engine}: {exc.strerror or exc}", rebuild) from exc
     if digest != sidecar.engine_sha256:

@@ -397,6 +397,7 @@ def report_command(
     held-out half (edgecv val), as a Markdown table or JSON."""
     from edgecv.backend import atomic_target
     from edgecv.files import check_output_file
+    from edgecv.registry import sample_image
     from edgecv_torch.report import compress_report, format_markdown, parse_entry, to_json
 
     entries = [parse_entry(text) for text in models]
@@ -405,7 +406,7 @@ def report_command(
     report = compress_report(
         entries,
         data,
-        _source_image(source),
+        sample_image(source),
         subset=subset,
         backend=backend,
         warmup=warmup,
@@ -417,24 +418,6 @@ def report_command(
         with atomic_target(output) as partial:
             partial.write_text(text if text.endswith("\n") else text + "\n", encoding="utf-8")
     click.echo(text.rstrip("\n"))
-
-
-def _source_image(source: Path | None) -> Path:
-    from edgecv.backend import ImageError
-    from edgecv.registry import assets_dir
-
-    if source is not None:
-        if not source.is_file():
-            raise ImageError(f"Image not found: {source}", "Check the --source path.")
-        return source
-    assets = assets_dir()
-    default = assets / "images" / "bus.jpg" if assets is not None else None
-    if default is None or not default.is_file():
-        raise ImageError(
-            "No --source image given and no default image (<assets>/images/bus.jpg) found",
-            "Pass --source IMAGE, or set EDGECV_ASSETS to the assets folder.",
-        )
-    return default
 
 
 COMMANDS: dict[str, click.Command] = {

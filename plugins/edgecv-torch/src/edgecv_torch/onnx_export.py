@@ -12,7 +12,6 @@ onnx``. From it every other exporter takes over (NCNN, TFLite, TensorRT, Hailo).
 
 from __future__ import annotations
 
-import hashlib
 import json
 import tempfile
 import warnings
@@ -23,7 +22,7 @@ from typing import TYPE_CHECKING
 import torch
 from torch import nn
 
-from edgecv.backend import ConfigError, ModelError, atomic_target, imgsz_from_metadata, one_line
+from edgecv.backend import ConfigError, ModelError, atomic_target, imgsz_from_metadata, one_line, sha256_of
 from edgecv_torch.yolov8 import YOLOv8
 
 if TYPE_CHECKING:
@@ -70,7 +69,7 @@ def export_onnx(
     )
     if source is not None:
         values["edgecv_source"] = source.name
-        values["edgecv_source_sha256"] = _sha256(source)
+        values["edgecv_source_sha256"] = sha256_of(source)
     proto = _slim(_traced(model, height, width))
     del proto.metadata_props[:]
     for key, value in values.items():
@@ -145,14 +144,6 @@ def _slim(proto: onnx.ModelProto) -> onnx.ModelProto:
 def _device(model: nn.Module) -> torch.device:
     first = next(model.parameters(), None)
     return first.device if first is not None else torch.device("cpu")
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _versions() -> dict[str, str]:

@@ -96,16 +96,6 @@ class SPPF(nn.Module):
         return merged
 
 
-class Upsample(nn.Module):
-    def forward(self, x: Tensor) -> Tensor:
-        return nn.functional.interpolate(x, scale_factor=2.0, mode="nearest")
-
-
-class Concat(nn.Module):
-    def forward(self, x: Tensor) -> Tensor:  # pragma: no cover - wired by YOLOv8.forward
-        return x
-
-
 class DFL(nn.Module):
     """Expected value of each box side's distribution over ``REG_MAX`` bins (a fixed 1x1 conv)."""
 
@@ -294,9 +284,9 @@ def _build(state: Mapping[str, Tensor]) -> list[nn.Module]:
         elif index == SPPF_LAYER:
             layers.append(SPPF(_conv(state, f"{prefix}.cv1"), _conv(state, f"{prefix}.cv2")))
         elif index in (10, 13):
-            layers.append(Upsample())
+            layers.append(nn.Upsample(scale_factor=2.0, mode="nearest"))
         else:
-            layers.append(Concat())
+            layers.append(nn.Identity())  # a concat, done in YOLOv8.features: keeps the indices
     levels = len(FEATURES)
     box = [_branch(state, f"model.{DETECT}.cv2.{level}") for level in range(levels)]
     cls = [_branch(state, f"model.{DETECT}.cv3.{level}") for level in range(levels)]
