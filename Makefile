@@ -6,7 +6,7 @@ ASSETS ?= $(if $(EDGECV_ASSETS),$(EDGECV_ASSETS),../shared/assets)
 PIP := $(BIN)/python -m pip --disable-pip-version-check -q
 
 # Every package of the repository: `make dist` builds each into dist/.
-PACKAGES := core plugins/edgecv-onnx plugins/edgecv-ncnn plugins/edgecv-tflite plugins/edgecv-tensorrt plugins/edgecv-hailo plugins/edgecv-torch examples/edgecv-opencv-dnn
+PACKAGES := core plugins/edgecv-onnx plugins/edgecv-ncnn plugins/edgecv-tflite plugins/edgecv-tensorrt plugins/edgecv-hailo plugins/edgecv-torch plugins/edgecv-openvino examples/edgecv-opencv-dnn
 
 .PHONY: demo test install install-dev lint typecheck pytest dist clean
 
@@ -31,7 +31,7 @@ install-dev: $(BIN)/python
 	$(PIP) install torch==2.13.0
 	$(PIP) install -e "./core[mqtt]" -e ./plugins/edgecv-onnx -e ./plugins/edgecv-ncnn -e "./plugins/edgecv-tflite[export]" \
 		-e "./plugins/edgecv-tensorrt[export]" -e "./plugins/edgecv-hailo[export]" -e "./plugins/edgecv-torch[compress]" \
-		-e ./examples/edgecv-opencv-dnn \
+		-e "./plugins/edgecv-openvino[export]" -e ./examples/edgecv-opencv-dnn \
 		-r requirements-dev.txt
 	# pnnx (NCNN export) declares torch but its converter executable does not need it.
 	$(PIP) install --no-deps pnnx

@@ -16,6 +16,8 @@ from edgecv.images import read_image
 MODEL_320 = ASSETS / "models" / "yolo11n_320_fp32_dequant.onnx"
 TFLITE = ASSETS / "models" / "yolo11n_int8.tflite"
 QUICK_BENCH = ("--warmup", "0", "--runs", "1")
+# ONNX Runtime's own options (auto prefers OpenVINO for .onnx on x86 where edgecv-openvino is installed).
+ONNX = ("--backend", "onnx")
 
 
 @pytest.mark.parametrize(
@@ -45,7 +47,7 @@ def test_values_are_read_as_documented(text: str, value: Any) -> None:
 
 def test_onnx_accepts_spinning_false() -> None:
     result = edgecv(
-        "predict", BUS, "--model", MODEL_320, "-o", "spinning=false", "--option", "threads=1", "--json"
+        "predict", BUS, "--model", MODEL_320, *ONNX, "-o", "spinning=false", "--option", "threads=1", "--json"
     )
     assert result.returncode == 0, result.stderr
     assert len(json.loads(result.stdout)["detections"]) == 5
@@ -61,10 +63,10 @@ def test_a_backend_that_does_not_know_the_key_refuses_it(backend: str, model: Pa
 
 
 def test_a_bad_value_is_the_backends_one_line_error() -> None:
-    result = edgecv("predict", BUS, "--model", MODEL_320, "-o", "spinning=sometimes")
+    result = edgecv("predict", BUS, "--model", MODEL_320, *ONNX, "-o", "spinning=sometimes")
     assert_one_line_error(result, "spinning must be true or false, got 'sometimes'")
     assert_one_line_error(
-        edgecv("predict", BUS, "--model", MODEL_320, "-o", "inter_threads=0"),
+        edgecv("predict", BUS, "--model", MODEL_320, *ONNX, "-o", "inter_threads=0"),
         "inter_threads must be a positive integer",
     )
 
@@ -105,6 +107,7 @@ def test_bench_records_the_options() -> None:
         "bench",
         "--model",
         MODEL_320,
+        *ONNX,
         "--source",
         BUS,
         *QUICK_BENCH,
@@ -131,12 +134,16 @@ def test_run_passes_options(tmp_path: Path) -> None:
     for _ in range(3):
         writer.write(frame)
     writer.release()
-    ok = edgecv("run", video, "--model", MODEL_320, "-o", "spinning=false", "--max-frames", "2", "--json")
+    ok = edgecv(
+        "run", video, "--model", MODEL_320, *ONNX, "-o", "spinning=false", "--max-frames", "2", "--json"
+    )
     assert ok.returncode == 0, ok.stderr
     assert len(ok.stdout.splitlines()) == 2
     refused = edgecv("run", video, "--model", MODEL_320, "--backend", "opencv-dnn", "-o", "spinning=false")
     assert_one_line_error(refused, "Unknown opencv-dnn option(s): spinning")
-    assert_one_line_error(edgecv("run", video, "--model", MODEL_320, "-o", "spinning"), "is not KEY=VALUE")
+    assert_one_line_error(
+        edgecv("run", video, "--model", MODEL_320, *ONNX, "-o", "spinning"), "is not KEY=VALUE"
+    )
 
 
 def test_export_option_has_no_short_form_and_keeps_o_for_output(tmp_path: Path) -> None:

@@ -63,7 +63,7 @@ def check_sane(record: dict[str, Any], model: Path) -> None:
 
 
 def test_bench_json_structure_and_sanity() -> None:
-    report = bench_json("--model", MODEL_320, "--source", BUS)
+    report = bench_json("--model", MODEL_320, "--backend", "onnx", "--source", BUS)
     assert set(report) == {"device", "run", "results"}
     device = report["device"]
     assert device["onnxruntime"] == importlib.metadata.version("onnxruntime")
@@ -119,7 +119,7 @@ def test_bench_two_backends_each_with_its_bare_call() -> None:
 
 
 def test_bench_text_for_one_model_uses_the_default_image() -> None:
-    result = edgecv("bench", "--model", MODEL_320, *QUICK)
+    result = edgecv("bench", "--model", MODEL_320, "--backend", "onnx", *QUICK)
     assert result.returncode == 0, result.stderr
     out = result.stdout
     assert out.startswith(f"{MODEL_320.name} on onnx")

@@ -68,7 +68,7 @@ class FailingMeter(ConstantPowerMeter):
 
 @pytest.fixture(scope="module")
 def model(models: Path) -> Model:
-    return edgecv.load(models / MODEL_320)
+    return edgecv.load(models / MODEL_320, backend="onnx")
 
 
 @pytest.fixture(scope="module")

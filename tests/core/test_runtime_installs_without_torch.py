@@ -19,6 +19,7 @@ RUNTIME = (
     "edgecv-tflite",
     "edgecv-tensorrt",
     "edgecv-hailo",
+    "edgecv-openvino",
     "edgecv-opencv-dnn",
 )
 HEAVY = {"torch", "tensorflow", "tensorflow-cpu", "tf-keras", "jax"}

@@ -47,7 +47,7 @@ BAD_LOAD = [
     ({"max_det": 0}, "max_det (the detections kept per image) must be a positive integer, got 0"),
     ({"classes": [999]}, "Class id 999 is out of range: the model has 80 classes (0 to 79)"),
     ({"classes": [-1]}, "Class id -1 is out of range"),
-    ({"threads": -3}, "onnx threads must be a positive integer, got -3"),
+    ({"threads": -3}, "threads must be a positive integer, got -3"),
 ]
 
 
@@ -115,7 +115,7 @@ def test_good_values_still_work(model: edgecv.Model, bus_path: Path) -> None:
         (["--iou", "-1"], "iou (the NMS overlap limit) must be a number from 0 to 1"),
         (["--max-det", "0"], "max_det (the detections kept per image) must be a positive integer, got 0"),
         (["--classes", "999"], "Class id 999 is out of range: the model has 80 classes (0 to 79)"),
-        (["--threads", "-3"], "onnx threads must be a positive integer, got -3"),
+        (["--threads", "-3"], "threads must be a positive integer, got -3"),
     ],
 )
 def test_cli_refuses_bad_values(models: Path, bus_path: Path, options: list[str], fragment: str) -> None:

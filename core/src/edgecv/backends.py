@@ -205,6 +205,7 @@ EDGECV_BACKENDS = {
     "edgetpu": "edgecv-tflite",
     "tensorrt": "edgecv-tensorrt",
     "hailo": "edgecv-hailo",
+    "openvino": "edgecv-openvino",
 }
 
 

@@ -72,8 +72,8 @@ def float_tail(graph: onnx.GraphProto) -> list[onnx.NodeProto]:
 
 
 def test_export_loads_like_the_source(int8_model: Path, source: Path) -> None:
-    original = edgecv.load(source)
-    model = edgecv.load(int8_model)
+    original = edgecv.load(source, backend="onnx")
+    model = edgecv.load(int8_model, backend="onnx")
     assert model.backend == "onnx"
     assert model.spec.arch == original.spec.arch == "yolov8"
     assert model.names == original.names
@@ -128,8 +128,8 @@ def test_metadata_records_source_calibration_and_tools(int8_model: Path, source:
 
 
 def test_bus_detections_match_fp32(int8_model: Path, source: Path, bus_path: Path) -> None:
-    fp32 = edgecv.load(source, conf=0.25)(bus_path)
-    int8 = edgecv.load(int8_model, conf=0.25)(bus_path)
+    fp32 = edgecv.load(source, backend="onnx", conf=0.25)(bus_path)
+    int8 = edgecv.load(int8_model, backend="onnx", conf=0.25)(bus_path)
     assert sorted(fp32.labels[:4]) == ["bus", "person", "person", "person"]
     confident = [i for i, s in enumerate(fp32.scores) if s > 0.5]  # the 3 people and the bus
     matched = []
@@ -165,7 +165,7 @@ def test_held_out_map_within_one_point_of_fp32(int8_model: Path, source: Path, c
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # coco128's two orphan label files
         for name, path in (("fp32", source), ("int8", int8_model)):
-            model = edgecv.load(path)
+            model = edgecv.load(path, backend="onnx")
             for mirror in (False, True):
                 scores[name].append(validate(model, coco128, subset="odd", mirror=mirror).map50_95)
     assert scores["fp32"] == pytest.approx([0.4460, 0.4489], abs=0.001)

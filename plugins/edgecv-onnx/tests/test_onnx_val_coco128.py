@@ -101,6 +101,8 @@ def yolov8n_cli(models: Path, coco128: Path, tmp_path_factory: pytest.TempPathFa
         "val",
         "--model",
         models / "yolov8n_fp32_dequant.onnx",
+        "--backend",
+        "onnx",
         "--data",
         coco128,
         "--threads",
@@ -168,7 +170,7 @@ def test_pycocotools_agrees_on_the_same_detections(yolov8n_cli, instances: Path)
 
 @pytest.fixture(scope="module")
 def yolo11n(models: Path) -> edgecv.Model:
-    return edgecv.load(models / "yolo11n_320_fp32_dequant.onnx", threads=2)
+    return edgecv.load(models / "yolo11n_320_fp32_dequant.onnx", backend="onnx", threads=2)
 
 
 @pytest.fixture(scope="module")
@@ -204,7 +206,7 @@ def test_coco_json_dataset_gives_the_same_map(
 
 
 def test_api_yolox_matches_reference(models: Path, coco128: Path, sources: Path) -> None:
-    model = edgecv.load(models / "yolox_nano.onnx", arch="yolox", threads=2)
+    model = edgecv.load(models / "yolox_nano.onnx", backend="onnx", arch="yolox", threads=2)
     with pytest.warns(DatasetWarning):
         result = validate(model, coco128 / "images" / "train2017")
     map50_95, map50 = reference_map(sources, "yolox_nano.onnx")

@@ -127,8 +127,8 @@ def test_a_folder_is_a_model_error(tmp_path: Path, trt: ModuleType) -> None:
 
 
 def test_onnx_still_picks_onnx_runtime_by_default(engine: Path, models: Path) -> None:
-    """Both available: ``.onnx`` stays on ONNX Runtime (no surprise engine build); ``.engine`` is ours."""
-    assert edgecv.load(models / REFERENCE).backend == "onnx"
+    """Both available: ``.onnx`` stays on a CPU runtime (no surprise engine build); ``.engine`` is ours."""
+    assert edgecv.load(models / REFERENCE).backend in {"onnx", "openvino"}
     assert edgecv.load(engine).backend == "tensorrt"
 
 

@@ -39,7 +39,7 @@ def test_report_rows_from_bench_and_val(models: Path, dataset: Path, bus_path: P
         Entry("original", models / "yolov8n_fp32_dequant.onnx"),
         Entry("INT8 | ORT", models / "yolov8n_int8.onnx"),
     ]
-    report = compress_report(entries, dataset, bus_path, subset="odd", warmup=0, runs=3)
+    report = compress_report(entries, dataset, bus_path, subset="odd", backend="onnx", warmup=0, runs=3)
     assert report["subset"] == "odd" and report["images"] == 2  # the held-out half only
     base, int8 = report["rows"]
     assert base["technique"] == "original" and base["speedup"] == 1.0 and base["drop_pt"] == 0.0
@@ -68,7 +68,7 @@ def test_cli_report_json_and_markdown_file(
     assert rows[0]["map50_95"] == rows[1]["map50_95"]  # same model, same score
     result = run_edgecv(
         "compress", "report", "-m", str(model), "--data", dataset, "--source", bus_path,
-        "--warmup", "0", "--runs", "2", "-o", output,
+        "--backend", "onnx", "--warmup", "0", "--runs", "2", "-o", output,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert output.read_text() == result.stdout

@@ -1,0 +1,3 @@
+"""edgecv-openvino: the OpenVINO backend for edgecv."""
+
+__version__ = "0.2.0"
