@@ -153,10 +153,11 @@ def test_broken_metadata_names(tmp_path: Path, tmp_path_factory: pytest.TempPath
     [
         (
             {"providers": ["CPU"]},
-            "Unknown ncnn option(s): providers. Known options: fp16, light_mode, threads, vulkan",
+            "Unknown ncnn option(s): providers. Known options: adaptive, fp16, light_mode, threads, vulkan",
         ),
         ({"threads": 0}, "ncnn threads must be a positive integer, got 0"),
         ({"fp16": "yes"}, "ncnn option fp16 must be True or False, got 'yes'"),
+        ({"adaptive": 1}, "ncnn option adaptive must be True or False, got 1"),
     ],
 )
 def test_bad_options(

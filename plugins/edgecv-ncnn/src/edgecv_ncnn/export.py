@@ -35,6 +35,7 @@ from edgecv.backend import (
     atomic_target,
     parse_metadata_value,
     read_image,
+    shapes_match,
 )
 from edgecv_ncnn import metadata as metafile
 from edgecv_ncnn import paramfile, tools
@@ -259,16 +260,13 @@ def _metadata(
 def _verify(work: Path, spec: ModelSpec, source: Path) -> None:
     """Load the result as users will and check its outputs have the source's shapes."""
     loaded = NcnnSession.open(work, {})
-    ours = [o.shape for o in loaded.spec.outputs]
+    ours = loaded.spec.outputs
     loaded.close()
-    theirs = [o.shape for o in spec.outputs]
-    same = len(ours) == len(theirs) and all(
-        len(a) == len(b) and all(x is None or y is None or x == y for x, y in zip(a, b, strict=True))
-        for a, b in zip(ours, theirs, strict=True)
-    )
-    if not same:
+    if not shapes_match(ours, spec.outputs):
+        ours_shapes, theirs = [o.shape for o in ours], [o.shape for o in spec.outputs]
         raise ModelError(
-            f"The NCNN model pnnx made from {source.name} has outputs {ours}; the ONNX model has {theirs}",
+            f"The NCNN model pnnx made from {source.name} has outputs {ours_shapes}; "
+            f"the ONNX model has {theirs}",
             PNNX_HINT,
         )
 

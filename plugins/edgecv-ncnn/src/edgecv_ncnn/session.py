@@ -12,6 +12,7 @@ import ctypes
 import importlib
 import os
 import sys
+import threading
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -35,9 +36,15 @@ from edgecv.backend import (
 )
 from edgecv_ncnn import metadata as metafile
 from edgecv_ncnn import paramfile
+from edgecv_ncnn.contention import ContentionWatch, usable_cpus
 
-KNOWN_OPTIONS = frozenset({"threads", "fp16", "vulkan", "light_mode"})
+KNOWN_OPTIONS = frozenset({"threads", "fp16", "vulkan", "light_mode", "adaptive"})
 OPENMP_WAIT_VARIABLES = frozenset({"OMP_WAIT_POLICY", "GOMP_SPINCOUNT"})
+# libgomp's spin count between layers when the user sets neither variable (libgomp's own default is
+# 300000, "about 3 ms"; PASSIVE is 0). Measured on 2 cores (yolov8n, 640): 10000 is as fast as
+# libgomp's default on free cores (0.99x Ultralytics' NCNN; PASSIVE 1.33x, 1000 1.06x) and bounds
+# the time a waiting thread burns when the cores are shared. benchmarks/ncnn_vs_ultralytics.py.
+DEFAULT_SPINCOUNT = "10000"
 # Probe sizes for a model without metadata: output dimensions that differ between them are dynamic.
 PROBE_SIZES = ((640, 640), (320, 320))
 VULKAN_HINT = (
@@ -54,20 +61,22 @@ class NcnnOptions:
     in fp32 and matches ONNX Runtime to ~1e-3; on, it is faster where the hardware has fp16 (ARMv8.2
     CPUs, GPUs) at a small accuracy cost, and changes nothing where it has not. ``vulkan`` (default
     off) runs on the GPU through Vulkan. ``light_mode`` (ncnn's default, on) frees intermediate blobs
-    during a run.
+    during a run. ``adaptive`` (default on) runs a passively-waiting copy of the net while other
+    threads compete for the cores (see ``NcnnSession``); it is off when ``threads`` is given.
     """
 
     threads: int | None = None
     fp16: bool = False
     vulkan: bool = False
     light_mode: bool = True
+    adaptive: bool = True
 
     @classmethod
     def parse(cls, options: Mapping[str, Any]) -> NcnnOptions:
         check_options(options, KNOWN_OPTIONS, "ncnn")
         threads = positive_int(options, "threads", "ncnn")
         flags = {}
-        for name in ("fp16", "vulkan", "light_mode"):
+        for name in ("fp16", "vulkan", "light_mode", "adaptive"):
             value = options.get(name)
             if value is not None and not isinstance(value, bool):
                 raise ConfigError(
@@ -79,21 +88,37 @@ class NcnnOptions:
         return cls(threads=threads, **flags)
 
 
+# Whether the user chose how OpenMP waits (OMP_WAIT_POLICY), as seen when ncnn was first imported.
+_user_wait_policy: bool | None = None
+
+
 def _ncnn() -> Any:
     """The ncnn module (imported here, at load time, not when the plugin is discovered)."""
-    if "ncnn" not in sys.modules and not (OPENMP_WAIT_VARIABLES & os.environ.keys()):
-        # ncnn's libgomp spin-waits between layers by default. With any other busy thread on the
-        # cores (a capture or JPEG-decode thread, another process) its threads then wait for each
-        # other's time slices: measured 70 ms -> 1-2.5 s per yolov8n run on 2 shared cores, 80 ms
-        # with passive waiting. libgomp reads this once, when ncnn loads it, so it is set before the
-        # import; OMP_WAIT_POLICY=ACTIVE (or GOMP_SPINCOUNT) set by the user is kept.
-        os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
+    global _user_wait_policy
+    if "ncnn" in sys.modules:
+        if _user_wait_policy is None:  # imported before edgecv: libgomp's wait is whatever it read
+            _user_wait_policy = "OMP_WAIT_POLICY" in os.environ
+        return sys.modules["ncnn"]
+    _user_wait_policy = "OMP_WAIT_POLICY" in os.environ
+    # ncnn's libgomp spins between layers, 300000 times by default: fast on free cores, but with
+    # other busy threads on them (a capture thread, another process) a spinning thread burns the
+    # slice its partner needs (yolov8n on 2 shared cores: 95 ms passive, 1.2-5 s spinning). A
+    # bounded spin keeps the speed on free cores; NcnnSession switches to passive-like waits while
+    # the cores are shared. libgomp reads the variable once, when ncnn loads it: it is set for the
+    # import only, so that no later OpenMP runtime or child process inherits it. Either variable
+    # set by the user is kept and wins.
+    defaulted = not (OPENMP_WAIT_VARIABLES & os.environ.keys())
+    if defaulted:
+        os.environ["GOMP_SPINCOUNT"] = DEFAULT_SPINCOUNT
     try:
         return importlib.import_module("ncnn")
     except ImportError as exc:
         from edgecv_ncnn.plugin import INSTALL_HINT
 
         raise BackendError(f"ncnn cannot be imported: {exc}", INSTALL_HINT) from exc
+    finally:
+        if defaulted:
+            os.environ.pop("GOMP_SPINCOUNT", None)
 
 
 def _quote(lines: Sequence[str]) -> str:
@@ -244,10 +269,42 @@ def _output_shapes(
     ]
 
 
-class NcnnSession:
-    """An ``ncnn.Net`` with its blob names bound once. One extractor per call, so calls may overlap."""
+def load_net(files: paramfile.ModelFiles, options: NcnnOptions) -> Any:
+    """A new ``ncnn.Net`` with ``options``, its graph and weights loaded from ``files``."""
+    net = create_net(options)
+    with stderr_captured() as lines:
+        # From memory: the bindings refuse a file name that is not UTF-8, but not its text.
+        status = net.load_param_mem(files.param.read_text(encoding="utf-8", errors="replace"))
+    if status != 0:
+        raise ModelError(
+            f"ncnn cannot load the graph {files.param.name}{_quote(lines)}",
+            "It uses layers this ncnn does not know or is damaged: update ncnn (pip install -U ncnn) "
+            "or export the model again.",
+        )
+    _load_weights(net, files)
+    return net
 
-    def __init__(self, net: Any, spec: SessionSpec, options: NcnnOptions) -> None:
+
+class NcnnSession:
+    """An ``ncnn.Net`` with its blob names bound once. One extractor per call, so calls may overlap.
+
+    Load-aware waiting (``adaptive``, on unless ``threads`` is given or the user set
+    ``OMP_WAIT_POLICY``): while a ``ContentionWatch`` sees other threads competing for the cores,
+    calls run on a second copy of the net loaded with one thread more than the usable CPUs. libgomp
+    then spins only briefly before sleeping (its rule for teams larger than the CPU count), which is
+    what passive waiting gives on shared cores, while the first net keeps the bounded spin that is
+    fastest on free ones. The copy is loaded on the first contended call (once; it holds a second
+    copy of the weights). ncnn fixes the thread count of its convolutions at load time, hence a
+    second net rather than a per-call thread count.
+    """
+
+    def __init__(
+        self,
+        net: Any,
+        spec: SessionSpec,
+        options: NcnnOptions,
+        reload: Callable[[NcnnOptions], Any] | None = None,
+    ) -> None:
         self.net = net
         self.mat = _ncnn().Mat
         self._spec = spec
@@ -255,6 +312,32 @@ class NcnnSession:
         self.output_names = [o.name for o in spec.outputs]
         self.options = options
         self._closed = False
+        self._reload = reload
+        self._shared_net: Any = None
+        self._shared_lock = threading.Lock()
+        self.shared_threads = usable_cpus() + 1
+        threads = int(net.opt.num_threads)
+        adaptive = (
+            reload is not None
+            and options.adaptive
+            and options.threads is None
+            and not options.vulkan
+            and not _user_wait_policy
+            and threads > 1
+        )
+        self.watch: ContentionWatch | None = (
+            ContentionWatch(spare=usable_cpus() - threads) if adaptive else None
+        )
+
+    @property
+    def shared_net(self) -> Any:
+        """The net for shared cores (loaded on first use), or None where ``adaptive`` does not apply."""
+        if self._reload is None or self.watch is None:
+            return None
+        with self._shared_lock:
+            if self._shared_net is None:
+                self._shared_net = self._reload(attrs.evolve(self.options, threads=self.shared_threads))
+            return self._shared_net
 
     @classmethod
     def open(cls, path: Path, options: Mapping[str, Any]) -> NcnnSession:
@@ -264,17 +347,7 @@ class NcnnSession:
         graph = paramfile.read_graph(files.param)
         input_name = single_input(graph.inputs, files.param)
         metadata = read_metadata(files)
-        net = create_net(settings)
-        with stderr_captured() as lines:
-            # From memory: the bindings refuse a file name that is not UTF-8, but not its text.
-            status = net.load_param_mem(files.param.read_text(encoding="utf-8", errors="replace"))
-        if status != 0:
-            raise ModelError(
-                f"ncnn cannot load the graph {files.param.name}{_quote(lines)}",
-                "It uses layers this ncnn does not know or is damaged: update ncnn (pip install -U ncnn) "
-                "or export the model again.",
-            )
-        _load_weights(net, files)
+        net = load_net(files, settings)
         declared = metadata.get("channels", "3")  # Ultralytics records it; the .param does not
         channels = int(declared) if declared.isdigit() else 3
         size = imgsz_from_metadata(metadata)
@@ -288,7 +361,7 @@ class NcnnSession:
             metadata=metadata,
             layout="NCHW",
         )
-        return cls(net, spec, settings)
+        return cls(net, spec, settings, lambda changed: load_net(files, changed))
 
     @property
     def spec(self) -> SessionSpec:
@@ -306,7 +379,13 @@ class NcnnSession:
         # must be contiguous float32 and must stay alive until the last extract below.
         data = np.ascontiguousarray(tensor[0], dtype=np.float32)
         outputs: list[npt.NDArray[np.float32]] = []
-        with self.net.create_extractor() as extractor:
+        watch, net, mark = self.watch, self.net, None
+        if watch is not None:
+            if watch.contended():
+                net = self.shared_net
+            else:
+                mark = watch.begin()
+        with net.create_extractor() as extractor:
             extractor.input(self.input_name, self.mat(data))
             for name in self.output_names:
                 code, mat = extractor.extract(name)
@@ -318,6 +397,8 @@ class NcnnSession:
                 # Copy before the extractor goes: its blobs live in memory ncnn recycles.
                 outputs.append(np.array(mat, dtype=np.float32, copy=True)[None])
         del data
+        if watch is not None:
+            watch.end(mark)
         return outputs
 
     @property
@@ -336,6 +417,7 @@ class NcnnSession:
     def close(self) -> None:
         """Free the graph and weights now rather than when the last reference goes (idempotent)."""
         self._closed = True
-        clear = getattr(self.net, "clear", None)  # older pyncnn builds lack Net.clear
-        if clear is not None:
-            clear()
+        for net in (self.net, self._shared_net):
+            clear = getattr(net, "clear", None)  # older pyncnn builds lack Net.clear
+            if clear is not None:
+                clear()
