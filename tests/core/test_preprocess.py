@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import attrs
 import cv2
 import numpy as np
 import pytest
@@ -184,3 +185,8 @@ def test_preprocess_combines_letterbox_and_tensor() -> None:
     assert info == expected_info
     np.testing.assert_allclose(tensor[0], canvas[:, :, ::-1].transpose(2, 0, 1) / 255, atol=1e-6)
     np.testing.assert_allclose(tensor[0, :, :17], 114 / 255, rtol=0, atol=1e-6)  # padding rows
+
+
+def test_to_tensor_refuses_a_canvas_of_another_size(canvas: np.ndarray) -> None:
+    with pytest.raises(ValueError, match="the canvas is 64x64, the input 32x32"):
+        to_tensor(canvas, attrs.evolve(spec("NCHW", color="RGB", scale=1 / 255), size=(32, 32)))

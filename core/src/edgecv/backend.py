@@ -41,6 +41,7 @@ from edgecv.spec import (
     imgsz_from_metadata,
     names_from_metadata,
     parse_metadata_value,
+    shapes_match,
 )
 from edgecv.validation import check_options, positive_int
 
@@ -95,6 +96,7 @@ __all__ = [
     "positive_int",
     "read_image",
     "sha256_of",
+    "shapes_match",
     "single_input",
     "stderr_captured",
     "stderr_redirected",

@@ -25,7 +25,7 @@ from edgecv.detections import Detections, StageTimings
 from edgecv.errors import BackendError, ModelError
 from edgecv.images import ImageLike, as_bgr, read_image_reduced
 from edgecv.postprocess import PostprocessOptions
-from edgecv.preprocess import LetterboxInfo
+from edgecv.preprocess import Lease, LetterboxInfo, TensorBuffers
 from edgecv.spec import (
     InputSpec,
     ModelSpec,
@@ -35,6 +35,7 @@ from edgecv.spec import (
     infer_layout,
     load_names,
     names_from_metadata,
+    recipe_from_metadata,
     resolve_input_size,
 )
 
@@ -62,6 +63,7 @@ class Model:
         self.load_ms = load_ms
         self.last_timings = StageTimings()
         self._hook = manager.hook
+        self._buffers = TensorBuffers(spec.input)
 
     @property
     def backend(self) -> str:
@@ -118,9 +120,12 @@ class Model:
     ) -> Detections:
         """The pipeline on one decoded BGR frame, with per-stage timings."""
         start = time.perf_counter()
-        tensor, letterbox = self.preprocess(image)
+        tensor, letterbox, lease = self.preprocess_leased(image)
         preprocessed = time.perf_counter()
-        outputs = self.infer(tensor)
+        try:
+            outputs = self.infer(tensor)
+        finally:
+            lease.release()  # the runtime has returned: the tensor's buffer can take the next frame
         return self._finish(image, outputs, letterbox, options, source, start, preprocessed)
 
     def submit(
@@ -146,11 +151,12 @@ class Model:
                 finished.set_exception(exc)
             return finished
         start = time.perf_counter()
-        tensor, letterbox = self.preprocess(image)
+        tensor, letterbox, lease = self.preprocess_leased(image)
         preprocessed = time.perf_counter()
         result: Future[Detections] = Future()
 
         def decode(outputs: Future[Outputs]) -> None:
+            lease.release()  # the session is done with the tensor (or failed the frame)
             try:
                 result.set_result(
                     self._finish(image, outputs.result(), letterbox, options, source, start, preprocessed)
@@ -158,7 +164,12 @@ class Model:
             except Exception as exc:
                 result.set_exception(exc)
 
-        session.submit(tensor).add_done_callback(decode)
+        try:
+            queued = session.submit(tensor)
+        except BaseException:
+            lease.release()
+            raise
+        queued.add_done_callback(decode)
         return result
 
     def _finish(
@@ -182,7 +193,39 @@ class Model:
         self._hook.edgecv_on_detections(model=self, image=image, detections=detections)
         return detections
 
-    def preprocess(self, image: npt.NDArray[np.uint8]) -> tuple[npt.NDArray[Any], LetterboxInfo]:
+    def lease(self) -> Lease:
+        """A lease on this model's reused input buffers, for ``preprocess(image, lease)``."""
+        return self._buffers.lease()
+
+    def preprocess(
+        self, image: npt.NDArray[np.uint8], lease: Lease | None = None
+    ) -> tuple[npt.NDArray[Any], LetterboxInfo]:
+        """The frame as the model's input tensor, through ``edgecv_preprocess``.
+
+        Without ``lease``: a fresh array the caller owns. With one (``Model.lease()``): a buffer
+        reused from an earlier frame, no allocation; it stays this frame's until
+        ``lease.release()``, which the caller calls once the runtime is done reading the tensor
+        (``predict`` and ``submit`` do this).
+        """
+        if lease is None:
+            return self._preprocess(image)
+        with lease.active():
+            return self._preprocess(image)
+
+    def preprocess_leased(
+        self, image: npt.NDArray[np.uint8]
+    ) -> tuple[npt.NDArray[Any], LetterboxInfo, Lease]:
+        """``preprocess`` into a reused buffer, with its lease: the caller releases it once the
+        runtime is done reading the tensor (on a failure here it is already released)."""
+        lease = self.lease()
+        try:
+            tensor, letterbox = self.preprocess(image, lease)
+        except BaseException:
+            lease.release()
+            raise
+        return tensor, letterbox, lease
+
+    def _preprocess(self, image: npt.NDArray[np.uint8]) -> tuple[npt.NDArray[Any], LetterboxInfo]:
         result: tuple[npt.NDArray[Any], LetterboxInfo] | None = self._hook.edgecv_preprocess(
             image=image, spec=self.spec
         )
@@ -191,7 +234,11 @@ class Model:
         return result
 
     def infer(self, tensor: npt.NDArray[Any]) -> Outputs:
-        """Run the session on a prepared tensor through ``edgecv_infer`` (``bare_infer`` skips edgecv)."""
+        """Run the session on a prepared tensor through ``edgecv_infer`` (``bare_infer`` skips edgecv).
+
+        The tensor ``predict`` passes is a reused buffer: a plugin wrapping ``edgecv_infer`` that
+        keeps it past the call must keep a copy.
+        """
         outputs: Outputs | None = self._hook.edgecv_infer(spec=self.spec, session=self.session, tensor=tensor)
         if outputs is None:
             raise BackendError("No plugin ran inference on the frame", "Check the installed plugins.")
@@ -214,6 +261,7 @@ class Model:
     def close(self) -> None:
         """Release the backend's session; the model cannot run afterwards."""
         self.session.close()
+        self._buffers.clear()
 
     def __enter__(self) -> Model:
         return self
@@ -265,7 +313,7 @@ def build_spec(
                 "Pass the names (--names FILE with one name per line, names= in Python).",
             )
         class_names = default_names(count)
-    recipe = dict(decoder.preprocessing)
+    recipe = {**decoder.preprocessing, **recipe_from_metadata(metadata)}
     quantization = tensor.quantization
     if quantization is None and tensor.dtype in ("uint8", "int8"):
         # An integer input without declared quantization takes pixel values as they are

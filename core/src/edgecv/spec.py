@@ -9,6 +9,8 @@ from __future__ import annotations
 import ast
 import functools
 import hashlib
+import json
+import math
 import os
 import reprlib
 import warnings
@@ -163,7 +165,11 @@ def parse_metadata_value(value: str, key: str = "") -> Any:
         return value
 
 
-_OVERRIDES = {"names": " (pass --names FILE, names= in Python)", "imgsz": " (pass --imgsz, imgsz= in Python)"}
+_OVERRIDES = {
+    "names": " (pass --names FILE, names= in Python)",
+    "imgsz": " (pass --imgsz, imgsz= in Python)",
+    "edgecv_input": " (the decoder's default input recipe is used)",
+}
 
 
 def _ignored(key: str, why: str) -> None:
@@ -247,6 +253,57 @@ def _side(value: object) -> int | None:
     if type(value) is not int or not 0 < value <= MAX_METADATA_IMGSZ:
         return None
     return value
+
+
+RECIPE_KEYS = ("color", "scale", "letterbox", "pad_value")
+
+
+def recipe_from_metadata(metadata: Mapping[str, str]) -> dict[str, Any]:
+    """The input recipe an edgecv export recorded (``edgecv_input``: colour order, scale, letterbox,
+    pad value), which wins over the decoder's default: a graph that takes uint8 BGR pixels and
+    converts them itself records ``BGR`` and ``1.0``. Values that are not a valid recipe are
+    ignored with a ``MetadataWarning`` (metadata is untrusted)."""
+    raw = metadata.get("edgecv_input")
+    if raw is None:
+        return {}
+    value = parse_metadata_value(raw, "edgecv_input") if isinstance(raw, str) else raw
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)  # JSON (true/false/null) is not always a Python literal
+        except ValueError:
+            value = None
+    if not isinstance(value, Mapping):
+        _ignored("edgecv_input", "is not a mapping")
+        return {}
+    recipe = {key: value[key] for key in RECIPE_KEYS if key in value}
+    scale = recipe.get("scale", 1.0)
+    pad = recipe.get("pad_value", 0)
+    valid = (
+        recipe.get("color", "RGB") in ("RGB", "BGR")
+        and recipe.get("letterbox", "center") in ("center", "topleft")
+        and isinstance(scale, (int, float))
+        and not isinstance(scale, bool)
+        and math.isfinite(scale)
+        and scale > 0
+        and type(pad) is int
+        and 0 <= pad <= 255
+    )
+    if not valid:
+        _ignored("edgecv_input", f"holds an input recipe edgecv cannot use: {reprlib.repr(recipe)}")
+        return {}
+    if "scale" in recipe:
+        recipe["scale"] = float(scale)
+    return recipe
+
+
+def shapes_match(ours: Sequence[TensorSpec], theirs: Sequence[TensorSpec]) -> bool:
+    """Whether two models' tensors have the same shapes, a dynamic (None) dimension matching any:
+    what an exporter checks after loading its result as users will."""
+    return len(ours) == len(theirs) and all(
+        len(a.shape) == len(b.shape)
+        and all(x is None or y is None or x == y for x, y in zip(a.shape, b.shape, strict=True))
+        for a, b in zip(ours, theirs, strict=True)
+    )
 
 
 def normalize_imgsz(imgsz: int | Sequence[int]) -> tuple[int, int]:

@@ -8,6 +8,11 @@ detection head's post-processing stays float (``graph.float_head``). The written
 source's metadata (names, imgsz, stride, task...) so edgecv reads it like the original, plus
 ``edgecv_*`` keys that record how it was made.
 
+``uint8_input=true`` (``--option uint8_input=true``) makes the graph take the decoded BGR frame as
+uint8 NHWC and convert it itself (``graph.take_uint8_input``); ``edgecv_input`` records that recipe,
+so edgecv's preprocessing is the letterbox alone. Off by default: the file's input is then not the
+float NCHW tensor other tools (and edgecv's other exporters, which read ONNX) expect.
+
 Needs the ``onnx`` package (``pip install --find-links dist 'edgecv-onnx[export]'``); inference does not.
 """
 
@@ -49,8 +54,9 @@ def export(source: Path, output: Path, options: Mapping[str, Any]) -> Path:
         target="ONNX",
         calib_methods=CALIB_METHODS,
         default_calib_size=DEFAULT_CALIB_SIZE,
-        extra=("optimize", "float_last_convs"),
+        extra=("optimize", "float_last_convs", "uint8_input"),
     )
+    uint8_input = _flag(settings.raw, "uint8_input")
     require_onnx()
     import onnx
 
@@ -67,6 +73,11 @@ def export(source: Path, output: Path, options: Mapping[str, Any]) -> Path:
         raise ModelError(f"{source} is not an .onnx file", "edgecv export --to onnx converts ONNX models.")
     target = _output_path(source, output, settings.precision)
     reference = load(source, backend="onnx", imgsz=settings.imgsz)  # raises for a bad file or size
+    if uint8_input and reference.spec.input.dtype != "float32":
+        raise ModelError(
+            f"{source.name} takes {reference.spec.input.dtype} input already",
+            "Export from the float32 model: uint8_input=true replaces a float input.",
+        )
     model = onnx.load(str(source))
     if graph.is_quantized(model):
         raise ModelError(
@@ -80,9 +91,22 @@ def export(source: Path, output: Path, options: Mapping[str, Any]) -> Path:
         model = _to_fp16(model, reference, details)
     elif settings.precision == "int8":
         model = _to_int8(model, reference, settings, files, details)
+    if uint8_input:
+        spec = reference.spec.input
+        details["edgecv_uint8_input"] = graph.take_uint8_input(model, spec.layout, spec.color, spec.scale)
     _write_metadata(model, source, reference, settings, details)
     _save(model, target)
     return target
+
+
+def _flag(options: Mapping[str, Any], key: str) -> bool:
+    value = options.get(key, False)
+    if not isinstance(value, bool):
+        raise ConfigError(
+            f"ONNX export option {key} must be true or false, got {value!r}",
+            f"Pass --option {key}=true or leave it out.",
+        )
+    return value
 
 
 def _output_path(source: Path, output: Path, precision: str) -> Path:
@@ -170,6 +194,13 @@ def _write_metadata(
 
     spec = reference.spec
     tensor = graph.graph_inputs(model)[0]
+    recipe = {
+        "layout": spec.input.layout,
+        "color": spec.input.color,
+        "scale": spec.input.scale,
+    }
+    if "edgecv_uint8_input" in details:  # the graph does colour, layout and scaling itself
+        recipe = {"layout": "NHWC", "color": "BGR", "scale": 1.0}
     metadata = dict(spec.metadata)
     metadata["imgsz"] = str(list(spec.imgsz))
     metadata.update(
@@ -180,9 +211,7 @@ def _write_metadata(
                     "name": spec.input.name,
                     "shape": list(graph.dims(tensor)),
                     "dtype": onnx.helper.tensor_dtype_to_np_dtype(tensor.type.tensor_type.elem_type).name,
-                    "layout": spec.input.layout,
-                    "color": spec.input.color,
-                    "scale": spec.input.scale,
+                    **recipe,
                     "letterbox": spec.input.letterbox,
                     "pad_value": spec.input.pad_value,
                 }

@@ -13,8 +13,11 @@ from __future__ import annotations
 
 from collections import defaultdict, deque
 from collections.abc import Iterable, Sequence
+from typing import Any
 
+import numpy as np
 import onnx
+import onnx.numpy_helper
 
 from edgecv.backend import ModelError, one_line
 
@@ -149,3 +152,125 @@ def float_head(model: onnx.ModelProto, input_size: tuple[int, int]) -> tuple[lis
 def count_ops(model: onnx.ModelProto, ops: Iterable[str]) -> int:
     wanted = set(ops)
     return sum(node.op_type in wanted for node in model.graph.node)
+
+
+def take_uint8_input(model: onnx.ModelProto, layout: str, color: str, scale: float) -> str:
+    """Make the image input uint8 NHWC in BGR order (a decoded OpenCV frame as it is) and do the
+    rest inside the graph, ahead of the original input: layout, cast, channel order and scaling.
+
+    The transpose works on bytes (a quarter of the data). The channel order and the scale are
+    folded into the weights of the convolutions that read the input when they are plain constants
+    (a YOLO stem: exact for the order, float rounding for the scale), else done by a ``Gather``
+    on the channel axis and a ``Mul``. Returns what the prefix does, for the model's metadata.
+    """
+    value = graph_inputs(model)[0]
+    shape = dims(value)
+    if len(shape) != 4:
+        raise ModelError(
+            f"The input {value.name!r} has shape {list(shape)}, not an image batch",
+            "Export a detector with one [1, 3, H, W] image input.",
+        )
+    height, width = (shape[2], shape[3]) if layout == "NCHW" else (shape[1], shape[2])
+    if height is None or width is None:
+        raise ModelError(f"The input {value.name!r} has no fixed size", "Pass --imgsz.")
+    names = _Names(model)
+    float_name = names.fresh(f"{value.name}_float")
+    for node in model.graph.node:  # the original graph now reads the prefix's output
+        for index, name in enumerate(node.input):
+            if name == value.name:
+                node.input[index] = float_name
+    swap, axis = color == "RGB", 1 if layout == "NCHW" else 3
+    folded = _fold_into_convs(model, float_name, swap, scale) if layout == "NCHW" else False
+    steps: list[str] = []
+    nodes: list[onnx.NodeProto] = []
+
+    def add(op: str, inputs: list[str], output: str, step: str, **attributes: Any) -> None:
+        nodes.append(
+            onnx.helper.make_node(op, inputs, [output], names.fresh(f"edgecv_input_{op}"), **attributes)
+        )
+        steps.append(step)
+
+    current = value.name
+    if layout == "NCHW":
+        add("Transpose", [current], names.fresh(f"{value.name}_nchw"), "NHWC->NCHW", perm=[0, 3, 1, 2])
+        current = nodes[-1].output[0]
+    if swap and not folded:
+        order = names.fresh(f"{value.name}_rgb_order")
+        model.graph.initializer.append(onnx.numpy_helper.from_array(np.array([2, 1, 0], np.int64), order))
+        add("Gather", [current, order], names.fresh(f"{value.name}_rgb"), "BGR->RGB", axis=axis)
+        current = nodes[-1].output[0]
+    scaled = scale != 1.0 and not folded
+    add(
+        "Cast",
+        [current],
+        names.fresh(f"{value.name}_cast") if scaled else float_name,
+        "uint8->float32",
+        to=onnx.TensorProto.FLOAT,
+    )
+    if scaled:
+        factor = names.fresh(f"{value.name}_scale")
+        model.graph.initializer.append(
+            onnx.helper.make_tensor(factor, onnx.TensorProto.FLOAT, [], [float(scale)])
+        )
+        add("Mul", [nodes[-1].output[0], factor], float_name, f"x{scale:.6g}")
+    if folded:
+        steps.append(f"BGR->RGB and x{scale:.6g} folded into the first convolution's weights")
+    for node in reversed(nodes):
+        model.graph.node.insert(0, node)
+    tensor_type = value.type.tensor_type
+    tensor_type.elem_type = onnx.TensorProto.UINT8
+    del tensor_type.shape.dim[:]
+    for size in (1, height, width, 3):
+        tensor_type.shape.dim.add().dim_value = size
+    return ", ".join(steps)
+
+
+class _Names:
+    """Fresh tensor and node names for nodes added to ``model``."""
+
+    def __init__(self, model: onnx.ModelProto) -> None:
+        self.taken = {name for node in model.graph.node for name in (*node.output, node.name)}
+        self.taken |= {t.name for t in model.graph.initializer} | {v.name for v in model.graph.input}
+
+    def fresh(self, stem: str) -> str:
+        name = stem
+        while name in self.taken:
+            name += "_"
+        self.taken.add(name)
+        return name
+
+
+def _fold_into_convs(model: onnx.ModelProto, image: str, swap: bool, scale: float) -> bool:
+    """Reverse the input channels and multiply by ``scale`` inside the weights of the convolutions
+    that read ``image``; ``False`` (nothing changed) unless every reader is a plain ``Conv``
+    (group 1, three input channels) whose weight is a float32 constant it alone uses."""
+    readers = [node for node in model.graph.node if image in node.input]
+    initializers = {tensor.name: tensor for tensor in model.graph.initializer}
+    uses: dict[str, int] = defaultdict(int)
+    for node in model.graph.node:
+        for name in node.input:
+            uses[name] += 1
+    weights: list[onnx.TensorProto] = []
+    for node in readers:
+        weight = initializers.get(node.input[1]) if node.op_type == "Conv" and len(node.input) > 1 else None
+        groups = next((a.i for a in node.attribute if a.name == "group"), 1)
+        if (
+            weight is None
+            or node.input[0] != image
+            or groups != 1
+            or uses[weight.name] != 1
+            or weight.data_type != onnx.TensorProto.FLOAT
+            or len(weight.dims) != 4
+            or weight.dims[1] != 3
+        ):
+            return False
+        weights.append(weight)
+    if not weights:
+        return False
+    for weight in weights:
+        array = onnx.numpy_helper.to_array(weight)
+        if swap:
+            array = array[:, ::-1]
+        folded = (array * np.float32(scale)).astype(np.float32)
+        weight.CopyFrom(onnx.numpy_helper.from_array(np.ascontiguousarray(folded), weight.name))
+    return True
