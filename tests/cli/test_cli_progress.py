@@ -142,9 +142,11 @@ def test_bench_video_counts_decoded_and_measured_frames(tiny_video: Path) -> Non
     code, stdout, terminal = on_terminal(*args, "--skip", "1")
     assert code == 0, terminal
     assert "decode" in terminal and "4/4" in terminal, terminal
-    # One round: the model alone on the 4 decoded frames, then the runtime on 4 frames.
-    assert "bench video" in terminal and "8/8" in terminal, terminal
-    assert "8/8" not in stdout and stdout.startswith("video bus.avi: 4 frames per round")
+    # One round: the bare runtime call and then predict on the 4 decoded frames, then the runtime
+    # on 4 frames.
+    assert "bench video" in terminal and "12/12" in terminal, terminal
+    assert "12/12" not in stdout and stdout.startswith("device ")
+    assert "\nvideo bus.avi: 4 frames per round" in stdout
     code, stdout, terminal = on_terminal(*args, "--skip", "1", "--json")
     assert code == 0 and terminal == "", terminal
     assert json.loads(stdout)["frames"] == 4

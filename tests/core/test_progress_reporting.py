@@ -56,5 +56,6 @@ def test_video_throughput_reports_decoding_then_every_measured_frame(
         model, video, skips=(1, 3), track=False, frames=3, rounds=2, progress=progress
     )
     assert (one.skip, three.skip) == (1, 3)
-    # Per round: 3 frames through the model alone, then 3 through the runtime for each of 2 skips.
-    assert progress.stages == [("decode", 3, 3), ("bench video", 2 * 3 * 3, 18)]
+    # Per round: 3 frames through the bare runtime call, 3 through predict, then 3 through the
+    # runtime for each of 2 skips.
+    assert progress.stages == [("decode", 3, 3), ("bench video", 2 * (3 + 3 + 2 * 3), 24)]

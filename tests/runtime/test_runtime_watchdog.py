@@ -21,7 +21,7 @@ import pytest
 
 import edgecv
 from edgecv import plugins
-from edgecv.detections import Detections
+from edgecv.backends import Outputs
 from edgecv.model import Model
 from edgecv.runtime.loop import RunConfig, Runtime, RuntimeFailure
 from edgecv.runtime.sources import open_source
@@ -149,14 +149,14 @@ class FaultyModel(Model):
         self.calls = 0
         self.unblock = threading.Event()
 
-    def predict(self, image: Image, options: Any = None, source: str | None = None) -> Detections:
+    def infer(self, tensor: npt.NDArray[Any]) -> Outputs:  # the stage the inference thread runs
         self.calls += 1
         fault = self.faults.get(self.calls, self.faults.get(0))
         if fault == "hang":
             self.unblock.wait(30)
         elif fault == "raise":
             raise RuntimeError("device lost")
-        return super().predict(image, options, source)
+        return super().infer(tensor)
 
 
 def test_hung_and_crashing_inference_restart_the_worker(model: Model, frames: list[Image]) -> None:
@@ -194,19 +194,19 @@ def test_inference_that_keeps_failing_stops_the_run(model: Model, frames: list[I
 
 
 def test_thermal_throttle_stretches_the_stride_and_pauses(model: Model, frames: list[Image]) -> None:
-    # The temperature follows the frame count: 60 (full speed), 80 (0.6), 86 (paused), 82 (still
+    # The temperature follows the frames read (the loop polls before each read; it reads ahead of
+    # the results while frames are in flight): 60 (full speed), 80 (0.6), 86 (paused), 82 (still
     # paused: hysteresis), 70 (resumed).
     ramp = [60.0] * 3 + [80.0] * 6 + [86.0] * 3 + [82.0] * 2 + [70.0] * 6
-    processed = [0]
+    polls = itertools.count()
     governor = ThermalGovernor(
-        ThermalPolicy(), reader=lambda: Temperature(ramp[min(processed[0], 19)], "fake zone"), interval_s=0.0
+        ThermalPolicy(), reader=lambda: Temperature(ramp[min(next(polls), 19)], "fake zone"), interval_s=0.0
     )
     source, release = _camera([itertools.cycle(frames)])
     recorder = Recorder()
     runtime = Runtime(model, source, RunConfig(max_frames=20), thermal=governor, plugins=[recorder])
     try:
-        for _ in runtime.results():
-            processed[0] = runtime.stats.processed
+        runtime.run()
     finally:
         release.set()
     stats = runtime.stats

@@ -41,7 +41,30 @@ RUNTIMES = (
 )
 
 CORAL_USB_IDS = {("1a6e", "089a"), ("18d1", "9302")}  # before and after firmware load
-_CPU_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "f16c", "fma", "neon", "asimd", "asimddp", "fphp")
+# The ISA extensions that decide which kernels the runtimes use, as the kernel spells them in
+# /proc/cpuinfo ("flags" on x86, "Features" on ARM: asimddp is dotprod, fphp/asimdhp half floats).
+_CPU_FLAGS = (
+    "avx2",
+    "fma",
+    "f16c",
+    "avx512f",
+    "avx512_vnni",
+    "avx512_bf16",
+    "avx512_fp16",
+    "avx_vnni",
+    "amx_tile",
+    "amx_int8",
+    "amx_bf16",
+    "neon",
+    "asimd",
+    "asimddp",
+    "i8mm",
+    "fphp",
+    "asimdhp",
+    "bf16",
+    "sve",
+    "sve2",
+)
 
 
 @attrs.frozen
@@ -80,8 +103,9 @@ def is_jetson(root: str | Path = "/") -> bool:
     return Path(root, "etc/nv_tegra_release").exists() or "jetson" in board_model(root).lower()
 
 
-def cpu_flags() -> list[str]:
-    info = read_text("/proc/cpuinfo")
+def cpu_flags(root: str | Path = "/") -> list[str]:
+    """The CPU's ISA extensions that matter for inference (``_CPU_FLAGS``), in that order."""
+    info = read_text(str(Path(root, "proc/cpuinfo")))
     flags: set[str] = set()
     for line in info.splitlines():
         key, _, value = line.partition(":")
@@ -90,8 +114,8 @@ def cpu_flags() -> list[str]:
     return [f for f in _CPU_FLAGS if f in flags]
 
 
-def cpu_name() -> str:
-    for line in read_text("/proc/cpuinfo").splitlines():
+def cpu_name(root: str | Path = "/") -> str:
+    for line in read_text(str(Path(root, "proc/cpuinfo"))).splitlines():
         key, _, value = line.partition(":")
         if key.strip() in ("model name", "Hardware", "Model"):
             return value.strip()

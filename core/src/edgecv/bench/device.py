@@ -35,10 +35,10 @@ def describe_device(root: str | Path = "/", run: CommandRunner = run_command) ->
     runtimes = hardware.runtimes()
     onnxruntime = next((runtimes[name] for name in _ONNXRUNTIME_BUILDS if name in runtimes), None)
     return {
-        "cpu": hardware.cpu_name(),
+        "cpu": hardware.cpu_name(root),
         "cores": os.cpu_count(),
         "cores_usable": usable_cores(),
-        "cpu_features": hardware.cpu_flags(),
+        "cpu_features": hardware.cpu_flags(root),
         "machine": platform.machine(),
         "board": hardware.board_model(root) or None,
         "platform": platform.platform(),
@@ -52,11 +52,15 @@ def describe_device(root: str | Path = "/", run: CommandRunner = run_command) ->
 
 
 def device_line(device: dict[str, Any]) -> str:
-    """One line for the text report."""
+    """One line for the text report: the CPU model, cores and ISA extensions first (every speed
+    figure depends on them), then the board, runtime and accelerators."""
     cores = device.get("cores")
     usable = device.get("cores_usable")
     core_text = f"{cores} cores" if usable in (None, cores) else f"{usable} of {cores} cores"
     parts = [f"{device.get('cpu')} ({core_text}, {device.get('machine')})"]
+    features = device.get("cpu_features")
+    if features is not None:  # absent from records written before it was added
+        parts.append("ISA " + (" ".join(features) or "without the extensions edgecv lists"))
     if device.get("board"):
         parts.append(str(device["board"]))
     if device.get("onnxruntime"):

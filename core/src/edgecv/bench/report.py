@@ -197,12 +197,19 @@ def _run_lines(report: Mapping[str, Any]) -> list[str]:
             f"calls        {run['warmup']} warm-up + {run['runs']} timed per row; "
             f"end-to-end and bare runtime {order}"
         )
-        load = run.get("load_average_before")
+        load = load_line(run)
         if load:
-            after = run.get("load_average_after") or ["?"]
-            noise = "other processes add noise"
-            lines.append(f"load avg     {load[0]} before, {after[0]} after (1 min; {noise})")
+            lines.append(load)
     return lines
+
+
+def load_line(run: Mapping[str, Any]) -> str | None:
+    """The 1-minute load average before and after the runs, from a report's ``run`` record."""
+    load = run.get("load_average_before")
+    if not load:
+        return None
+    after = run.get("load_average_after") or ["?"]
+    return f"load avg     {load[0]} before, {after[0]} after (1 min; other processes add noise)"
 
 
 def _single(report: Mapping[str, Any], record: Mapping[str, Any]) -> list[str]:

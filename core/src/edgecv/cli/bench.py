@@ -55,7 +55,8 @@ BLOCK = 10
 @click.option(
     "--video",
     default=None,
-    help="Instead: `edgecv run` throughput on this video against the model-bound FPS, alternated in rounds.",
+    help="Instead: `edgecv run` throughput on this video against the bare inference rate, "
+    "alternated in rounds.",
 )
 @click.option(
     "--skip", "skips", type=click.IntRange(min=1), multiple=True, help="With --video: skip values [1, 3]."
@@ -206,6 +207,8 @@ def _bench_video(
     from pathlib import Path
 
     import edgecv
+    from edgecv.bench.device import describe_device, device_line, load_average
+    from edgecv.bench.report import load_line
     from edgecv.errors import ConfigError, ImageError
     from edgecv.registry import DEFAULT_MODEL
     from edgecv.runtime.throughput import format_video_report, video_throughput
@@ -222,15 +225,18 @@ def _bench_video(
         arch=arch,
         **options,
     )
+    device = describe_device()
+    load_before = load_average()
     results = video_throughput(
         model, path, skips=skips or (1, 3), track=track, frames=frames, rounds=rounds, progress=progress
     )
+    run = {"load_average_before": load_before, "load_average_after": load_average()}
     if as_json:
-        click.echo(
-            json.dumps({"video": str(path), "frames": frames, "results": [r.to_dict() for r in results]})
-        )
+        record = {"video": str(path), "frames": frames, "device": device, "run": run}
+        click.echo(json.dumps({**record, "results": [r.to_dict() for r in results]}))
     else:
-        click.echo(format_video_report(results, path, frames))
+        header = [f"device       {device_line(device)}", *filter(None, [load_line(run)])]
+        click.echo(format_video_report(results, path, frames, header))
 
 
 def _validator() -> Any:

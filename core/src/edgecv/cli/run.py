@@ -59,6 +59,7 @@ class RunOptions(NamedTuple):
     sync_url: str | None
     thermal: str
     stall_timeout: float
+    in_flight: int | None
     stats_json: str | None
 
 
@@ -124,6 +125,13 @@ class RunOptions(NamedTuple):
     show_default=True,
     help="Watchdog: restart a source or model silent for this many seconds.",
 )
+@click.option(
+    "--in-flight",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Frames in the model at once: the next is preprocessed while one infers [default: 2, "
+    "or an accelerator's queue depth]; 1 runs them one at a time (lowest latency).",
+)
 @click.option("--stats-json", default=None, help="Also write the final statistics as JSON to this file.")
 def run_command(**options: Any) -> None:
     """Run a detector on SOURCE: a video file, camera index, /dev/video*, RTSP/HTTP URL or GStreamer
@@ -182,6 +190,7 @@ def _run_config(opts: RunOptions) -> RunConfig:
         max_frames=opts.max_frames,
         duration_s=opts.duration,
         stall_timeout_s=opts.stall_timeout,
+        in_flight=opts.in_flight,
         event_max_rows=opts.retention_rows,
         event_max_mb=opts.retention_mb,
     )

@@ -1,15 +1,17 @@
 """``Runtime``: the long-running loop behind ``edgecv run``, usable from Python as it is.
 
-One thread reads the source (``sources``), one runs the model (``inference``), and the caller's
+One thread reads the source (``sources``), one runs the session (``inference``), and the caller's
 thread runs this loop: it decides which frames to infer (``--skip`` and the thermal throttle),
-carries boxes across the others with the tracker, hands them to the ``EventPipeline`` and calls
-the hooks on the run's own plugin manager (``observers``). A watchdog check on every iteration
-restarts a stalled source or inference.
+preprocesses them, postprocesses what the session returned, carries boxes across the other frames
+with the tracker, hands them to the ``EventPipeline`` and calls the hooks on the run's own plugin
+manager (``observers``). A watchdog check on every iteration restarts a stalled source or inference.
 
-When the model's session is asynchronous (an accelerator with its own queue: ``Model.asynchronous``)
-the loop keeps up to ``RunConfig.in_flight`` inferences submitted (default: the session's
-``depth``) instead of one in a worker thread, and completes frames strictly in order, so tracking
-and events see what they would see one frame at a time.
+The stages overlap: while the session infers frame N, the capture thread decodes ahead and the
+loop preprocesses frame N+1 and finishes frame N-1 (``RunConfig.in_flight`` frames submitted,
+default ``PIPELINE_DEPTH``; 1: one frame at a time). When the model's session is
+asynchronous (an accelerator with its own queue: ``Model.asynchronous``) the loop submits to it
+instead of the thread, up to the session's ``depth``. Either way frames complete strictly in
+order, so tracking and events see what they would see one frame at a time.
 """
 
 from __future__ import annotations
@@ -38,7 +40,7 @@ from edgecv.events.model import Event
 from edgecv.events.pipeline import EventPipeline
 from edgecv.events.policy import EventPolicy
 from edgecv.model import Model
-from edgecv.runtime.inference import InferenceStalled, InferenceWorker
+from edgecv.runtime.inference import InferenceWorker, Inferred, finish, prepare
 from edgecv.runtime.observers import open_sink, run_manager
 from edgecv.runtime.results import FrameResult
 from edgecv.runtime.sources import EndOfStream, Frame, FrameSource, open_source
@@ -83,8 +85,15 @@ class RunConfig:
     event_max_mb: float | None = attrs.field(default=None, validator=_positive)
     """Retention of an event log the runtime opens from a path: its size limit."""
     in_flight: int | None = attrs.field(default=None, validator=_positive)
-    """Inferences submitted ahead when the model's session is asynchronous (else one at a time);
-    ``None``: the session's ``depth`` (at least 2)."""
+    """Frames submitted to the model and not yet completed; 1 runs them one at a time (the lowest
+    capture-to-result latency). ``None``: the session's ``depth`` (at least 2) when it is
+    asynchronous, else ``PIPELINE_DEPTH``."""
+
+
+PIPELINE_DEPTH = 2
+"""Frames in flight through a synchronous session by default: one inferring in the thread while
+the loop preprocesses the next and finishes the previous. Measured no slower than one at a time
+on one core too (``taskset -c 1``), so there is no single-core exception."""
 
 
 _FINISH_TIMEOUT_S = 5.0  # the end of a run waits at most this long for the model's thread
@@ -95,11 +104,14 @@ PAUSED, INFER, CARRY = "paused", "infer", "carry"
 
 @attrs.define
 class _Pending:
-    """A frame read and decided, waiting for its inference (``future``) or its turn."""
+    """A frame read and decided, waiting for its inference (``future``: detections from an
+    asynchronous session, outputs from the inference thread) or its turn."""
 
     frame: Frame
     kind: str
-    future: concurrent.futures.Future[Detections] | None = None
+    throttle: ThrottleState
+    """The thermal state the frame was decided in (its result reports it)."""
+    future: concurrent.futures.Future[Detections] | concurrent.futures.Future[Inferred] | None = None
 
 
 FPS_WINDOW_S = 1.0
@@ -227,7 +239,10 @@ class Runtime:
         self._since_inference = 0
         self._need_inference = True  # the first frame, and the one after a lost inference
         self._pending: collections.deque[_Pending] = collections.deque()
-        self._in_flight = frames_in_flight(model.session, self.config.in_flight)
+        requested = self.config.in_flight
+        self._in_flight = (
+            frames_in_flight(model.session, requested) if model.asynchronous else requested or PIPELINE_DEPTH
+        )
         self._asynchronous = model.asynchronous and self._in_flight > 1
         self._failures = 0
         self._worker: InferenceWorker | None = None
@@ -340,14 +355,12 @@ class Runtime:
                     continue
                 fps.start(time.monotonic())
                 kind = self._decide()
-                if self._asynchronous:
-                    self._pending.append(
-                        _Pending(frame, kind, self._submit(frame, hook) if kind == INFER else None)
+                self._pending.append(
+                    _Pending(
+                        frame, kind, self._throttle, self._submit(frame, hook) if kind == INFER else None
                     )
-                    yield from self._drain(fps, hook, everything=False)
-                else:
-                    found = self._infer(frame, hook) if kind == INFER else None
-                    yield self._emit(self._complete(frame, kind, found, fps), hook)
+                )
+                yield from self._drain(fps, hook, everything=False)
             yield from self._drain(fps, hook, everything=True)
         finally:
             self._finish(hook)
@@ -377,8 +390,9 @@ class Runtime:
         self._since_inference += 1
         return CARRY
 
-    def _complete(self, frame: Frame, kind: str, found: Detections | None, fps: _RollingFps) -> FrameResult:
+    def _complete(self, pending: _Pending, found: Detections | None, fps: _RollingFps) -> FrameResult:
         """The frame's result; ``found`` is the model's detections (``None``: not inferred, or lost)."""
+        frame, kind = pending.frame, pending.kind
         names, shape = self.model.names, (frame.image.shape[0], frame.image.shape[1])
         inferred = found is not None
         if kind == PAUSED:
@@ -412,8 +426,8 @@ class Runtime:
             inferred=inferred,
             latency_ms=latency_ms,
             fps=rate,
-            throttle=self._throttle.factor,
-            paused=self._throttle.paused,
+            throttle=pending.throttle.factor,
+            paused=pending.throttle.paused,
         )
 
     def _carry(self, names: tuple[str, ...], shape: tuple[int, int]) -> Detections:
@@ -423,22 +437,6 @@ class Runtime:
         if self._last_detections is not None:
             return attrs.evolve(self._last_detections, timings=None)
         return Detections.empty(names, shape)
-
-    def _infer(self, frame: Frame, hook: Any) -> Detections | None:
-        """The model's detections, or ``None`` when this frame was lost to a watchdog restart."""
-        assert self._worker is not None
-        try:
-            detections = self._worker.predict(
-                frame.image, self.source.name, self.config.stall_timeout_s, self._infer_options
-            )
-        except InferenceStalled as exc:
-            self._restart_worker(str(exc), hook)
-        except Exception as exc:
-            self._failed(exc, hook, self._restart_worker)
-        else:
-            self._failures = 0
-            return detections
-        return None
 
     def _failed(self, exc: Exception, hook: Any, restart: Callable[[str, Any], None]) -> None:
         """Count a failed inference: give up after ``max_failures`` in a row, else ``restart``."""
@@ -451,12 +449,19 @@ class Runtime:
             ) from exc
         restart(f"inference failed: {type(exc).__name__}: {exc}", hook)
 
-    # --- frames in flight (asynchronous sessions) -----------------------------------------------
+    # --- frames in flight --------------------------------------------------------------------
 
-    def _submit(self, frame: Frame, hook: Any) -> concurrent.futures.Future[Detections] | None:
-        """Queue the frame on the session; ``None`` (the frame is lost) when preprocessing fails."""
+    def _submit(
+        self, frame: Frame, hook: Any
+    ) -> concurrent.futures.Future[Detections] | concurrent.futures.Future[Inferred] | None:
+        """Preprocess the frame and queue it on the asynchronous session or the inference thread;
+        ``None`` (the frame is lost) when preprocessing fails."""
+        options, source = self._infer_options, self.source.name
         try:
-            return self.model.submit(frame.image, self._infer_options, self.source.name)
+            if self._asynchronous:
+                return self.model.submit(frame.image, options, source)
+            assert self._worker is not None
+            return self._worker.submit(prepare(self.model, frame.image, options, source))
         except Exception as exc:
             self._failed(exc, hook, self._restart)
             return None
@@ -472,24 +477,42 @@ class Runtime:
                     return
             self._pending.popleft()
             found = self._await(head.future, hook) if head.future is not None else None
-            yield self._emit(self._complete(head.frame, head.kind, found, fps), hook)
+            yield self._emit(self._complete(head, found, fps), hook)
 
-    def _await(self, future: concurrent.futures.Future[Detections], hook: Any) -> Detections | None:
-        """The detections of an inference in flight, or ``None`` when it failed or stalled."""
+    def _await(
+        self,
+        future: concurrent.futures.Future[Detections] | concurrent.futures.Future[Inferred],
+        hook: Any,
+    ) -> Detections | None:
+        """The detections of a frame in flight (postprocessed here when it comes from the
+        inference thread), or ``None`` when it failed or stalled."""
         try:
-            detections = future.result(timeout=self.config.stall_timeout_s)
+            done = future.result(timeout=self.config.stall_timeout_s)
         except concurrent.futures.TimeoutError:
-            # The device's queue is stuck: nothing in flight will come back in time. Those
-            # frames are lost (tracked over); the next frame is submitted afresh.
-            for pending in self._pending:
-                pending.future = None
-            self._restart(f"inference gave no result in {self.config.stall_timeout_s:g} s", hook)
+            self._stalled(hook)
+            return None
         except Exception as exc:
             self._failed(exc, hook, self._restart)
-        else:
-            self._failures = 0
-            return detections
-        return None
+            return None
+        try:
+            detections = finish(self.model, done) if isinstance(done, Inferred) else done
+        except Exception as exc:
+            self._failed(exc, hook, self._restart)
+            return None
+        self._failures = 0
+        return detections
+
+    def _stalled(self, hook: Any) -> None:
+        """The oldest frame in flight gave no result in time: it is lost (tracked over)."""
+        reason = f"inference gave no result in {self.config.stall_timeout_s:g} s"
+        if not self._asynchronous:
+            self._restart_worker(reason, hook)
+            return
+        # The device's queue is stuck: nothing in flight will come back in time. Those frames
+        # are lost too; the next frame is submitted afresh.
+        for pending in self._pending:
+            pending.future = None
+        self._restart(reason, hook)
 
     def _restart(self, reason: str, hook: Any) -> None:
         self.stats.restarts += 1
@@ -498,9 +521,15 @@ class Runtime:
         hook.edgecv_on_restart(reason=reason, restarts=self.stats.restarts)
 
     def _restart_worker(self, reason: str, hook: Any) -> None:
-        if self._worker is not None:
-            self._worker.close()
-        self._worker = InferenceWorker(self.model)
+        """Abandon the stuck inference thread for a new one, which takes the frames queued behind
+        the stuck frame."""
+        stuck, self._worker = self._worker, InferenceWorker(self.model)
+        moved = (
+            {id(future): self._worker.submit(prepared) for prepared, future in stuck.close()} if stuck else {}
+        )
+        for pending in self._pending:
+            if pending.future is not None and not pending.future.done():
+                pending.future = moved.get(id(pending.future))
         self._restart(reason, hook)
 
     def _check_source_stall(self, hook: Any) -> None:
@@ -576,10 +605,12 @@ class Runtime:
         down aborts the process."""
         timeout_s = min(self.config.stall_timeout_s, _FINISH_TIMEOUT_S)
         if self._worker is not None:
-            self._worker.close()
+            self._worker.close()  # the frames it had not started are dropped
             if not self._worker.join(timeout_s):
                 log.warning("the inference thread is still busy after %g s; leaving it", timeout_s)
-        in_flight = [pending.future for pending in self._pending if pending.future is not None]
+        in_flight = [
+            pending.future for pending in self._pending if self._asynchronous and pending.future is not None
+        ]
         if in_flight and not wait_futures(in_flight, timeout_s):
             log.warning("inferences in flight are still busy after %g s; leaving them", timeout_s)
 
