@@ -126,7 +126,7 @@ class Model:
             outputs = self.infer(tensor)
         finally:
             lease.release()  # the runtime has returned: the tensor's buffer can take the next frame
-        return self._finish(image, outputs, letterbox, options, source, start, preprocessed)
+        return self.finish(image, outputs, letterbox, options, source, start, preprocessed)
 
     def submit(
         self,
@@ -159,7 +159,7 @@ class Model:
             lease.release()  # the session is done with the tensor (or failed the frame)
             try:
                 result.set_result(
-                    self._finish(image, outputs.result(), letterbox, options, source, start, preprocessed)
+                    self.finish(image, outputs.result(), letterbox, options, source, start, preprocessed)
                 )
             except Exception as exc:
                 result.set_exception(exc)
@@ -172,7 +172,7 @@ class Model:
         queued.add_done_callback(decode)
         return result
 
-    def _finish(
+    def finish(
         self,
         image: npt.NDArray[np.uint8],
         outputs: Outputs,
@@ -182,6 +182,9 @@ class Model:
         start: float,
         preprocessed: float,
     ) -> Detections:
+        """Postprocess a frame the session ran into what ``predict`` returns: detections with the
+        stage timings (``start`` and ``preprocessed`` are ``time.perf_counter()`` readings; the
+        infer stage runs from ``preprocessed`` to now), reported to ``edgecv_on_detections``."""
         inferred = time.perf_counter()
         detections = self.postprocess(outputs, letterbox, options or self.options)
         done = time.perf_counter()

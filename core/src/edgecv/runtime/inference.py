@@ -78,7 +78,7 @@ def finish(model: Model, inferred: Inferred) -> Detections:
     """
     prepared = inferred.prepared
     preprocessed = time.perf_counter() - inferred.infer_s
-    return model._finish(
+    return model.finish(
         prepared.image,
         inferred.outputs,
         prepared.letterbox,
