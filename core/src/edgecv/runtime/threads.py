@@ -2,35 +2,65 @@
 
 A thread still inside a native runtime (onnxruntime, FFmpeg) when the interpreter shuts down can
 abort the process ("terminate called without an active exception", SIGABRT). So the runtime waits
-a bounded time for its threads at the end of a run, and a ``KeyboardInterrupt`` that arrives during
-that wait is raised only once the wait is over.
+a bounded time for its threads at the end of a run, and Ctrl-C during that wait takes effect only
+once the wait is over.
+
+Ctrl-C must not raise *inside* the wait: a ``KeyboardInterrupt`` that cuts into ``Thread.join`` (or
+``is_alive``) on Python 3.11 releases the lock the running thread holds and marks it ended, so the
+wait returns at once while the thread is still inside the runtime. On the main thread (the only
+one Python runs signal handlers in), SIGINT's handler is replaced for the wait by one that only
+notes the signal, and the replaced handler runs once the wait is over.
 """
 
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
+import signal
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
+
+
+@contextlib.contextmanager
+def _sigint_held() -> Iterator[None]:
+    """SIGINT during the block is noted, then handed to the handler it replaced at the end."""
+    previous = signal.getsignal(signal.SIGINT)
+    if threading.current_thread() is not threading.main_thread() or previous is None:
+        yield  # no handler runs on this thread / one set outside Python, which cannot be restored
+        return
+    noted: list[int] = []
+    signal.signal(signal.SIGINT, lambda signum, frame: noted.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if noted:
+        if callable(previous):
+            previous(signal.SIGINT, None)
+        elif previous == signal.SIG_DFL:
+            raise KeyboardInterrupt
 
 
 def wait_through_interrupts(done: Callable[[float], bool], timeout_s: float) -> bool:
     """Call ``done(seconds_left)`` until it returns True or ``timeout_s`` have passed; whether it did.
 
-    A ``KeyboardInterrupt`` raised meanwhile does not end the wait early: it is raised afterwards.
+    Ctrl-C meanwhile does not end the wait early: SIGINT's handler runs afterwards (by default it
+    raises ``KeyboardInterrupt``), as does a ``KeyboardInterrupt`` some other handler raised.
     """
     deadline = time.monotonic() + timeout_s
     interrupted = finished = False
-    while True:
-        left = max(deadline - time.monotonic(), 0.0)
-        try:
-            finished = done(left)
-        except KeyboardInterrupt:
-            interrupted = True
-            continue
-        if finished or left <= 0:
-            break
+    with _sigint_held():
+        while True:
+            left = max(deadline - time.monotonic(), 0.0)
+            try:
+                finished = done(left)
+            except KeyboardInterrupt:
+                interrupted = True
+                continue
+            if finished or left <= 0:
+                break
     if interrupted:
         raise KeyboardInterrupt
     return finished
