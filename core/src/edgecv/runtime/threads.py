@@ -27,15 +27,18 @@ from typing import Any
 def _sigint_held() -> Iterator[None]:
     """SIGINT during the block is noted, then handed to the handler it replaced at the end."""
     previous = signal.getsignal(signal.SIGINT)
-    if threading.current_thread() is not threading.main_thread() or previous is None:
-        yield  # no handler runs on this thread / one set outside Python, which cannot be restored
-        return
     noted: list[int] = []
-    signal.signal(signal.SIGINT, lambda signum, frame: noted.append(signum))
+    held = threading.current_thread() is threading.main_thread() and previous is not None
+    if held:  # elsewhere no handler runs; None: one set outside Python, which cannot be restored
+        try:
+            signal.signal(signal.SIGINT, lambda signum, frame: noted.append(signum))
+        except ValueError:  # not the main interpreter: no Python signal handlers there
+            held = False
     try:
         yield
     finally:
-        signal.signal(signal.SIGINT, previous)
+        if held:
+            signal.signal(signal.SIGINT, previous)
     if noted:
         if callable(previous):
             previous(signal.SIGINT, None)
