@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, TypeVar
 
@@ -174,6 +175,9 @@ def run_command(**options: Any) -> None:
         runtime.install_signal_handlers()
         stats = runtime.run()
     _report(opts, stats, [o for o in outputs if isinstance(o, VideoOutput)])
+    # Everything is closed and reported: a late Ctrl-C ends the process as the OS does, rather than
+    # as a KeyboardInterrupt in interpreter shutdown ("Exception ignored", a traceback).
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def _run_config(opts: RunOptions) -> RunConfig:
