@@ -2,10 +2,13 @@
 
 ncnn's OpenMP runtime (the ncnn wheel bundles libgomp) spin-waits between layers. On cores it has
 to itself that is what makes it fast; when other runnable threads share the cores, a spinning
-thread burns the time slice its partner needs and a run slows down several times. libgomp fixes its
-spin count when ncnn is imported, but it spins only ~100 times when a team has more threads than
-the process has CPUs. ``NcnnSession`` uses that: while this watch reports contention it runs a copy
-of the net loaded with one thread more than the CPUs (its waits are then effectively passive).
+thread burns the time slice its partner needs and a run slows down several times; and a team
+waits at every layer for its slowest thread, which on shared cores is one waiting for its turn.
+``NcnnSession`` therefore runs, while this watch reports contention, a copy of the net loaded with
+``shared_threads()``: one thread fewer than the usable CPUs (at least one; on 2 cores a serial net,
+which waits for no one). On a 2-core machine with one or two busy processes beside it that was
+faster than both the spinning net and a passively waiting team of 2 or 3 threads
+(benchmarks/ncnn_vs_ultralytics.py); more cores were not measured.
 
 Two signals, so that neither feeds on the other mode's own threads:
 
@@ -13,8 +16,9 @@ Two signals, so that neither feeds on the other mode's own threads:
   as a share of the call: the harm itself, which a thread that cannot actually take our cores
   (idle, or of lower scheduling class) does not cause;
 - leaving: the CPU time the machine spent on other processes (``/proc/stat`` less this process's
-  ``os.times()``), in CPUs: whether the competitors are gone (the copy's extra thread would make
-  the delay signal report contention forever; a runnable thread that gets no CPU competes for none).
+  ``os.times()``), in CPUs: whether the competitors are gone (the copy, with fewer threads, waits
+  less for a core than the fast net would: its delay cannot tell; a runnable thread that gets no
+  CPU competes for none).
 
 Both are smoothed; without procfs (not Linux) the watch never reports contention.
 """
@@ -45,6 +49,11 @@ def usable_cpus() -> int:
         return len(os.sched_getaffinity(0))
     except (AttributeError, OSError):
         return os.cpu_count() or 1
+
+
+def shared_threads() -> int:
+    """Threads of the net for shared cores: the usable CPUs less the one a competitor takes."""
+    return max(1, usable_cpus() - 1)
 
 
 def run_delay_ns(proc: Path = Path("/proc")) -> int | None:

@@ -36,7 +36,7 @@ from edgecv.backend import (
 )
 from edgecv_ncnn import metadata as metafile
 from edgecv_ncnn import paramfile
-from edgecv_ncnn.contention import ContentionWatch, usable_cpus
+from edgecv_ncnn.contention import ContentionWatch, shared_threads, usable_cpus
 
 KNOWN_OPTIONS = frozenset({"threads", "fp16", "vulkan", "light_mode", "adaptive"})
 OPENMP_WAIT_VARIABLES = frozenset({"OMP_WAIT_POLICY", "GOMP_SPINCOUNT"})
@@ -290,10 +290,10 @@ class NcnnSession:
 
     Load-aware waiting (``adaptive``, on unless ``threads`` is given or the user set
     ``OMP_WAIT_POLICY``): while a ``ContentionWatch`` sees other threads competing for the cores,
-    calls run on a second copy of the net loaded with one thread more than the usable CPUs. libgomp
-    then spins only briefly before sleeping (its rule for teams larger than the CPU count), which is
-    what passive waiting gives on shared cores, while the first net keeps the bounded spin that is
-    fastest on free ones. The copy is loaded on the first contended call (once; it holds a second
+    calls run on a second copy of the net loaded with fewer threads (``shared_threads``: the usable
+    CPUs less one), so that its team does not wait at every layer for a thread that waits for a
+    core, while the first net keeps the bounded spin that is fastest on free cores. The copy is
+    loaded on the first contended call (once; it holds a second
     copy of the weights). ncnn fixes the thread count of its convolutions at load time, hence a
     second net rather than a per-call thread count.
     """
@@ -315,7 +315,7 @@ class NcnnSession:
         self._reload = reload
         self._shared_net: Any = None
         self._shared_lock = threading.Lock()
-        self.shared_threads = usable_cpus() + 1
+        self.shared_threads = shared_threads()
         threads = int(net.opt.num_threads)
         adaptive = (
             reload is not None
