@@ -6,7 +6,9 @@
 1. the original model: ``YOLOv8.from_onnx(<assets>/models/yolov8n_fp32_dequant.onnx)``;
 2. ``prune`` ``--ratio`` (0.3) of its channels (L2 norm, DepGraph), exported to ONNX;
 3. ``distill`` the pruned model from the original, label-free, on the EVEN half of the dataset's
-   images (name order), resumable in ``<work>/distill`` (run again with ``--resume``);
+   images (name order), resumable in ``<work>/distill`` (run again with ``--resume``); with
+   ``--rounds N``, prune a share and distil ``N`` times instead (``<work>/distill1``...), the
+   ``pruned`` row staying the one-shot model;
 4. ``edgecv bench`` of the three ONNX files in one run (alternated blocks, ORT CPU), and
    ``edgecv val --subset odd`` of each: scored only on images the distillation never saw.
 
@@ -17,18 +19,20 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
+import attrs
 import torch
 
 from edgecv.calibration import take_subset
 from edgecv.images import iter_image_files
 from edgecv.registry import assets_dir
-from edgecv_torch.distill import DistillConfig, distill
+from edgecv_torch.distill import STATE_FILE, DistillConfig, distill
 from edgecv_torch.onnx_export import export_onnx
 from edgecv_torch.prune import prune
 from edgecv_torch.yolov8 import YOLOv8
@@ -55,6 +59,12 @@ def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--work", type=Path, required=True, help="folder for the models and the run")
     parser.add_argument("--ratio", type=float, default=0.3, help="share of channels removed")
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=1,
+        help="prune and distil in this many rounds, each removing the same share of what is left",
+    )
     parser.add_argument("--round-to", type=int, default=None, help="keep channel counts multiples of this")
     parser.add_argument("--global-pruning", action="store_true")
     parser.add_argument("--imgsz", type=int, default=640, help="input size of the exported ONNX files")
@@ -67,6 +77,33 @@ def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--threads", type=int, default=None, help="torch and ORT threads (default: theirs)")
     parser.add_argument("--runs", type=int, default=100, help="bench: timed calls per model")
     return parser.parse_args(argv)
+
+
+def prune_and_distill(
+    teacher: YOLOv8, images: list[Path], config: DistillConfig, args: argparse.Namespace
+) -> YOLOv8:
+    """``--rounds`` rounds of pruning ``1 - (1 - ratio) ** (1 / rounds)`` of the channels left and
+    distilling ``steps / rounds`` steps, each in ``<work>/distill[N]`` (resumable): a model pruned a
+    little at a time stays close enough to its teacher to learn back what it lost."""
+    from edgecv.progress import terminal_progress
+
+    share = 1 - (1 - args.ratio) ** (1 / args.rounds)
+    round_config = attrs.evolve(config, steps=math.ceil(config.steps / args.rounds))
+    student = teacher
+    for number in range(1, args.rounds + 1):
+        student = prune(
+            student,
+            share,
+            example=torch.zeros(1, 3, args.train_imgsz, args.train_imgsz),
+            global_pruning=args.global_pruning,
+            round_to=args.round_to,
+        )
+        folder = args.work / ("distill" if args.rounds == 1 else f"distill{number}")
+        resume = args.resume and (folder / STATE_FILE).exists()
+        student = distill(
+            teacher, student, images, folder, round_config, resume=resume, progress=terminal_progress()
+        )
+    return student
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
@@ -104,17 +141,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         save_every=args.save_every,
     )
     tick = time.perf_counter()
-    from edgecv.progress import terminal_progress
-
-    student = distill(
-        teacher,
-        pruned,
-        images,
-        args.work / "distill",
-        config,
-        resume=args.resume,
-        progress=terminal_progress(),
-    )
+    student = prune_and_distill(teacher, images, config, args)
     timings["distill_s"] = time.perf_counter() - tick
     export_onnx(student, files["distilled"], imgsz=args.imgsz, source=args.model)
 
