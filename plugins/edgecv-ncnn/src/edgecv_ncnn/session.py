@@ -293,9 +293,9 @@ class NcnnSession:
     calls run on a second copy of the net loaded with fewer threads (``shared_threads``: the usable
     CPUs less one), so that its team does not wait at every layer for a thread that waits for a
     core, while the first net keeps the bounded spin that is fastest on free cores. The copy is
-    loaded on the first contended call (once; it holds a second
-    copy of the weights). ncnn fixes the thread count of its convolutions at load time, hence a
-    second net rather than a per-call thread count.
+    loaded on the first contended call (once; it holds a second copy of the weights). ncnn fixes
+    the thread count of its convolutions at load time, hence a second net rather than a per-call
+    thread count.
     """
 
     def __init__(
