@@ -1,9 +1,10 @@
-"""The decoders and NMS on real model outputs give exactly what the original numpy implementation gave.
+"""The decoders and NMS on real model outputs against an oracle: same boxes (to float32 rounding),
+scores, classes and order, for every option that changes the path (low and default ``conf``,
+multi-label, agnostic, class filter, ``max_det``), on the outputs of real models on real images.
 
-``reference_*`` below is edgecv's postprocessing as it was before it was made faster (issue 17),
-kept verbatim as the oracle: same boxes (to float32 rounding), scores, classes and order, for every
-option that changes the path (low and default ``conf``, multi-label, agnostic, class filter,
-``max_det``), on the outputs of real models on real images.
+``reference_*`` below: the decoding is each layout's formulas as edgecv's postprocessing computed
+them before issue 17 (the fixed point later speed work must keep); the NMS is written from its
+definition, independently of ``edgecv.decoders.nms``.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from edgecv.images import read_image
 from edgecv.postprocess import PostprocessOptions
 from edgecv.preprocess import LetterboxInfo
 
-# --- the oracle: the implementation before issue 17, unchanged ----------------------------------
+# --- the oracle ----------------------------------------------------------------------------------
 
 
 def reference_xywh_to_xyxy(xywh: np.ndarray) -> np.ndarray:
@@ -74,31 +75,29 @@ def reference_yolox(raw: np.ndarray, conf: float, multi_label: bool, size: tuple
     return boxes, scores, class_ids
 
 
-def reference_nms(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float, max_det: int) -> np.ndarray:
-    if len(boxes) == 0:
-        return np.zeros(0, dtype=np.intp)
-    boxes = boxes.astype(np.float64, copy=False)
-    x1, y1, x2, y2 = boxes[:, 0], boxes[:, 1], boxes[:, 2], boxes[:, 3]
-    areas = (x2 - x1).clip(0) * (y2 - y1).clip(0)
-    order = np.argsort(-scores, kind="stable")
-    keep: list[int] = []
-    while order.size and len(keep) < max_det:
-        best, rest = order[0], order[1:]
-        keep.append(int(best))
-        width = (np.minimum(x2[best], x2[rest]) - np.maximum(x1[best], x1[rest])).clip(0)
-        height = (np.minimum(y2[best], y2[rest]) - np.maximum(y1[best], y1[rest])).clip(0)
-        inter = width * height
-        iou = inter / np.maximum(areas[best] + areas[rest] - inter, 1e-9)
-        order = rest[iou <= iou_threshold]
-    return np.asarray(keep, dtype=np.intp)
-
-
 def reference_batched_nms(boxes, scores, class_ids, iou_threshold: float, max_det: int) -> np.ndarray:
-    if len(boxes) == 0:
-        return np.zeros(0, dtype=np.intp)
-    boxes = boxes.astype(np.float64, copy=False)
-    offset = class_ids.astype(np.float64)[:, None] * (float(boxes.max() - boxes.min()) + 1.0)
-    return reference_nms(boxes + offset, scores, iou_threshold, max_det)
+    """Greedy NMS by its definition, written independently of ``edgecv.decoders.nms`` (which shifts
+    each class into its own range and prunes the remaining boxes each round): in score order, a box
+    is kept unless its IoU with a kept box of its class is above ``iou_threshold``."""
+    kept: dict[int, list[int]] = {}
+    keep: list[int] = []
+    for index in np.argsort(-scores, kind="stable"):
+        if len(keep) == max_det:
+            break
+        same_class = kept.setdefault(int(class_ids[index]), [])
+        if same_class:
+            x1, y1, x2, y2 = boxes[index].astype(np.float64)
+            others = boxes[same_class].astype(np.float64)
+            width = (np.minimum(x2, others[:, 2]) - np.maximum(x1, others[:, 0])).clip(0)
+            height = (np.minimum(y2, others[:, 3]) - np.maximum(y1, others[:, 1])).clip(0)
+            inter = width * height
+            area = max(x2 - x1, 0.0) * max(y2 - y1, 0.0)
+            areas = (others[:, 2] - others[:, 0]).clip(0) * (others[:, 3] - others[:, 1]).clip(0)
+            if (inter / np.maximum(area + areas - inter, 1e-9) > iou_threshold).any():
+                continue
+        same_class.append(int(index))
+        keep.append(int(index))
+    return np.asarray(keep, dtype=np.intp)
 
 
 def reference_postprocess(
