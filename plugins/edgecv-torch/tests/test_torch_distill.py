@@ -1,7 +1,8 @@
 """Label-free distillation of a pruned YOLOv8n from the original: the loss is zero-gradient when the
 student equals the teacher, a few steps bring the student closer on held-out images, an
-interrupted run resumes to exactly the weights of an uninterrupted one, video frames work, and
-bad inputs are one-line errors."""
+interrupted run resumes to exactly the weights of an uninterrupted one, batches are exactly
+edgecv's preprocessing (then flipped, zoomed and shifted as configured), images and video frames
+mix, a GPU trains where there is one, and bad inputs are one-line errors."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import contextlib
 from collections.abc import Iterator
 from pathlib import Path
 
+import attrs
 import cv2
 import numpy as np
 import pytest
@@ -18,8 +20,17 @@ from edgecv.backend import Advance, ConfigError, read_image
 from edgecv.calibration import take_subset
 from edgecv.images import iter_image_files
 from edgecv.preprocess import preprocess
+from edgecv.testing.cli import assert_one_line_error, run_edgecv
 from edgecv_torch import checkpoint
-from edgecv_torch.distill import STATE_FILE, STUDENT_FILE, DistillConfig, _Images, distill, distill_loss
+from edgecv_torch.distill import (
+    STATE_FILE,
+    STUDENT_FILE,
+    DistillConfig,
+    _Images,
+    _warp,
+    distill,
+    distill_loss,
+)
 from edgecv_torch.prune import prune
 from edgecv_torch.yolov8 import YOLOv8
 
@@ -162,6 +173,106 @@ def test_existing_runs_are_not_overwritten_and_settings_must_match(
         distill(teacher, student, images, tmp_path / "empty", config, resume=True)
 
 
+def test_a_batch_is_exactly_edgecvs_preprocessing(coco_files: list[Path]) -> None:
+    files = coco_files[:5]
+    source = _Images(files, 96)
+    plain = DistillConfig(batch=3, flip=False)
+    picks = torch.randint(len(files), (3,), generator=torch.Generator().manual_seed(7)).tolist()
+    expected = batch_of([files[index] for index in picks], 96)
+    assert torch.equal(source.batch(plain, 7), expected)
+    # Flipping mirrors some images of the same batch, and nothing else.
+    flipped = source.batch(attrs.evolve(plain, flip=True), 7)
+    mirrored = [
+        torch.equal(f, e.flip(2)) and not torch.equal(f, e) for f, e in zip(flipped, expected, strict=True)
+    ]
+    kept = [torch.equal(f, e) for f, e in zip(flipped, expected, strict=True)]
+    assert all(m or k for m, k in zip(mirrored, kept, strict=True)), (mirrored, kept)
+    assert any(mirrored), mirrored  # seed 7 mirrors at least one of the three
+
+
+def test_zoom_and_shift_move_the_content_and_pad_with_letterbox_grey() -> None:
+    image = torch.zeros(1, 3, 64, 64)
+    image[..., 16:48, 16:48] = 1.0  # a white square in the middle
+    same = _warp(image, torch.tensor([1.0]), torch.zeros(1, 2))
+    torch.testing.assert_close(same, image)
+    moved = _warp(image, torch.tensor([1.0]), torch.tensor([[0.25, 0.0]]))  # right by 16 px
+    torch.testing.assert_close(moved[..., 16:48, 32:64], torch.ones(1, 3, 32, 32))
+    torch.testing.assert_close(moved[..., :, :16], torch.full((1, 3, 64, 16), 114 / 255))
+    torch.testing.assert_close(moved[..., 16:48, 16:32], torch.zeros(1, 3, 32, 16))
+    zoomed = _warp(image, torch.tensor([2.0]), torch.zeros(1, 2))  # the square fills the image
+    torch.testing.assert_close(zoomed[..., 1:63, 1:63], torch.ones(1, 3, 62, 62))
+    shrunk = _warp(image, torch.tensor([0.5]), torch.zeros(1, 2))  # a 16 px square, grey around
+    torch.testing.assert_close(shrunk[..., 25:39, 25:39], torch.ones(1, 3, 14, 14))
+    assert float(shrunk[0, 0, 2, 2]) == pytest.approx(114 / 255)
+
+
+def test_augmented_batches_differ_per_step_and_repeat_per_seed(coco_files: list[Path]) -> None:
+    source = _Images(coco_files[:3], 64)
+    config = DistillConfig(batch=2, flip=False, scale=0.5, translate=0.2)
+    plain = source.batch(attrs.evolve(config, scale=0.0, translate=0.0), 3)
+    warped = source.batch(config, 3)
+    assert warped.shape == plain.shape and not torch.equal(warped, plain)
+    assert torch.equal(source.batch(config, 3), warped)
+    assert float(warped.min()) >= 0.0 and float(warped.max()) <= 1.0
+
+
+def test_the_cosine_schedule_decays_to_zero() -> None:
+    config = DistillConfig(steps=10, lr=1e-3, schedule="cosine")
+    rates = [config.lr_at(step) for step in range(11)]
+    assert rates[0] == pytest.approx(1e-3) and rates[5] == pytest.approx(5e-4) and rates[10] == 0.0
+    assert rates == sorted(rates, reverse=True)
+    assert DistillConfig(steps=10, lr=1e-3).lr_at(9) == 1e-3
+
+
+def test_a_run_saved_before_the_augmentation_settings_resumes() -> None:
+    saved = {key: value for key, value in attrs.asdict(DistillConfig()).items()}
+    for newer in ("scale", "translate", "schedule"):
+        del saved[newer]
+    assert DistillConfig().differences(saved) == []
+    assert DistillConfig(scale=0.5).differences(saved) == ["scale 0.0 -> 0.5"]
+
+
+def test_images_and_video_frames_mix(tmp_path: Path, coco_files: list[Path]) -> None:
+    video = tmp_path / "clip.avi"
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter.fourcc(*"MJPG"), 10, (80, 60))
+    for value in range(4):
+        writer.write(np.full((60, 80, 3), 60 * value, dtype=np.uint8))
+    writer.release()
+    folder = tmp_path / "images"
+    folder.mkdir()
+    for file in coco_files[:3]:
+        (folder / file.name).write_bytes(file.read_bytes())
+    source = _Images([folder, video, coco_files[3]], 64)
+    assert len(source) == 4 + 4 and len(source.files) == 4 and len(source.frames) == 4
+    assert source.canvas(7).shape == (64, 64, 3) and source.canvas(0).shape == (64, 64, 3)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs an NVIDIA GPU visible to torch (CUDA)")
+def test_distillation_on_a_gpu_matches_the_cpus_first_step(
+    tmp_path: Path, teacher: YOLOv8, student: YOLOv8, coco_files: list[Path]
+) -> None:
+    config = DistillConfig(steps=1, batch=2, imgsz=96, scale=0.3, translate=0.1)
+    on_gpu = distill(teacher, student, coco_files[:4], tmp_path / "gpu", config, device="cuda")
+    on_cpu = distill(teacher, student, coco_files[:4], tmp_path / "cpu", config, device="cpu")
+    assert next(on_gpu.parameters()).device.type == "cpu"  # returned (and saved) on the CPU
+    moved = 0
+    for name, tensor in on_cpu.state_dict().items():
+        torch.testing.assert_close(on_gpu.state_dict()[name], tensor, atol=2e-4, rtol=1e-3)
+        moved += not torch.equal(tensor, student.state_dict()[name])
+    assert moved > 0
+
+
+def test_a_missing_gpu_is_a_one_line_error(
+    tmp_path: Path, teacher: YOLOv8, student: YOLOv8, coco_files: list[Path]
+) -> None:
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is visible here")
+    with pytest.raises(ConfigError, match="torch device cuda is not available") as error:
+        distill(teacher, student, coco_files[:1], tmp_path / "run", TINY, device="cuda")
+    assert "\n" not in str(error.value)
+    assert not (tmp_path / "run").exists()
+
+
 def test_video_frames_as_training_images(tmp_path: Path, teacher: YOLOv8, student: YOLOv8) -> None:
     video = tmp_path / "clip.avi"
     writer = cv2.VideoWriter(str(video), cv2.VideoWriter.fourcc(*"MJPG"), 10, (80, 60))
@@ -184,6 +295,9 @@ def test_video_frames_as_training_images(tmp_path: Path, teacher: YOLOv8, studen
         (DistillConfig(imgsz=100), "multiple of 32"),
         (DistillConfig(lr=0.0), "lr must be > 0"),
         (DistillConfig(T=-1.0), "T must be > 0"),
+        (DistillConfig(scale=1.0), r"scale must be in \[0, 1\)"),
+        (DistillConfig(translate=-0.1), r"translate must be in \[0, 0.5\)"),
+        (DistillConfig(schedule="linear"), "schedule must be one of constant, cosine"),
     ],
 )
 def test_bad_settings_are_one_line_errors(
@@ -207,3 +321,46 @@ def test_no_images_is_a_one_line_error(tmp_path: Path, teacher: YOLOv8, student:
         with pytest.raises(ConfigError, match="No images to distil on") as error:
             distill(teacher, student, images, tmp_path / "run", TINY)
         assert "\n" not in str(error.value)
+
+
+def test_cli_learns_from_a_folder_half_and_a_video_together(
+    tmp_path: Path, teacher: YOLOv8, student: YOLOv8, assets: Path
+) -> None:
+    pruned = checkpoint.save(student, tmp_path / "pruned.pt")
+    result = run_edgecv(
+        "compress", "distill", "--teacher", assets / "models" / "yolov8n_fp32_dequant.onnx",
+        "--student", pruned, "--images", assets / "coco128" / "images" / "train2017", "--subset", "even",
+        "--video", assets / "videos" / "pedestrians_vtest_30s.mp4", "--steps", "2", "--batch", "2",
+        "--imgsz", "64", "--scale", "0.3", "--translate", "0.1", "--schedule", "cosine",
+        "--device", "cpu", "-o", tmp_path / "run",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "Student written to" in result.stdout
+    saved = torch.load(tmp_path / "run" / STATE_FILE, weights_only=True)
+    assert saved["step"] == 2 and saved["config"]["schedule"] == "cosine" and saved["config"]["scale"] == 0.3
+    trained = checkpoint.load(tmp_path / "run" / STUDENT_FILE)
+    assert not torch.equal(
+        trained.state_dict()["model.0.conv.weight"], student.state_dict()["model.0.conv.weight"]
+    )
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        ((), "Pass --images DIR or --video FILE"),
+        (("--video", "{video}", "--subset", "odd"), "--subset splits an --images folder"),
+        (("--video", "{video}", "--schedule", "linear"), "schedule must be one of constant, cosine"),
+        (("--video", "{video}", "--scale", "1.5"), r"scale must be in [0, 1)"),
+    ],
+)
+def test_cli_bad_distill_settings_are_one_line_errors(
+    tmp_path: Path, assets: Path, args: tuple[str, ...], message: str
+) -> None:
+    video = str(assets / "videos" / "pedestrians_vtest_30s.mp4")
+    model = assets / "models" / "yolov8n_fp32_dequant.onnx"
+    filled = [arg.format(video=video) for arg in args]
+    result = run_edgecv(
+        "compress", "distill", "--teacher", model, "--student", model, *filled, "-o", tmp_path / "run"
+    )
+    assert_one_line_error(result, message)
+    assert not (tmp_path / "run").exists()

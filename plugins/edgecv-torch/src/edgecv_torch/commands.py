@@ -150,8 +150,8 @@ def prune_command(
 @click.command("distill")
 @click.option("--teacher", required=True, type=Path, help="The original model (ONNX or .pt).")
 @click.option("--student", required=True, type=Path, help="The model to train, e.g. a pruned checkpoint.")
-@click.option("--images", type=Path, default=None, help="Folder of unlabelled images.")
-@click.option("--video", type=Path, default=None, help="Or a video whose frames to learn from.")
+@click.option("--images", type=Path, multiple=True, help="Folder of unlabelled images (repeatable).")
+@click.option("--video", type=Path, multiple=True, help="A video whose frames to learn from (repeatable).")
 @click.option(
     "--subset",
     type=click.Choice(SUBSETS, case_sensitive=False),
@@ -164,57 +164,83 @@ def prune_command(
 @click.option("--batch", type=int, default=4, show_default=True, help="Images per step.")
 @click.option("--imgsz", type=int, default=320, show_default=True, help="Training size (a multiple of 32).")
 @click.option("--lr", type=float, default=5e-4, show_default=True, help="Adam learning rate.")
+@click.option(
+    "--schedule",
+    default="constant",
+    show_default=True,
+    help="Learning rate: constant, or cosine (decayed to zero at --steps).",
+)
+@click.option("--scale", type=float, default=0.0, show_default=True, help="Random zoom: 1 +/- this.")
+@click.option(
+    "--translate", type=float, default=0.0, show_default=True, help="Random shift: this share of the size."
+)
+@click.option("--device", default=None, help="cpu, cuda or cuda:N [default: the first GPU, else the CPU].")
 @click.option("--save-every", type=int, default=25, show_default=True, help="Steps between checkpoints.")
 @click.option("--resume", is_flag=True, help="Continue the run saved in --output.")
 @click.option("--output", "-o", required=True, type=Path, help="Folder of the run (state.pt, student.pt).")
 def distill_command(
     teacher: Path,
     student: Path,
-    images: Path | None,
-    video: Path | None,
+    images: tuple[Path, ...],
+    video: tuple[Path, ...],
     subset: str,
     steps: int,
     batch: int,
     imgsz: int,
     lr: float,
+    schedule: str,
+    scale: float,
+    translate: float,
+    device: str | None,
     save_every: int,
     resume: bool,
     output: Path,
 ) -> None:
-    """Train the student to reproduce the teacher's head outputs on unlabelled images (no labels,
-    no training pipeline); resumable. The result is OUTPUT/student.pt."""
+    """Train the student to reproduce the teacher's head outputs on unlabelled images and video
+    frames (no labels, no training pipeline); resumable. The result is OUTPUT/student.pt."""
     from edgecv.backend import ConfigError
 
-    if (images is None) == (video is None):
-        raise ConfigError("Pass one of --images DIR or --video FILE", "The student learns from their frames.")
-    if video is not None and subset != "all":
+    if not images and not video:
+        raise ConfigError(
+            "Pass --images DIR or --video FILE (or both)", "The student learns from their frames."
+        )
+    if not images and subset != "all":
         raise ConfigError("--subset splits an --images folder, not a --video", "Leave out --subset.")
     _require("torch")
     from edgecv_torch.distill import DistillConfig, distill
 
-    config = DistillConfig(steps=steps, batch=batch, imgsz=imgsz, lr=lr, save_every=save_every)
+    config = DistillConfig(
+        steps=steps,
+        batch=batch,
+        imgsz=imgsz,
+        lr=lr,
+        save_every=save_every,
+        scale=scale,
+        translate=translate,
+        schedule=schedule,
+    )
     config.check()  # before the models load
-    source: Path | list[Path] = video if video is not None else _image_files(images, subset)
+    sources = [*(path for folder in images for path in _image_files(folder, subset)), *video]
     distill(
         load_model(teacher),
         load_model(student),
-        source,
+        sources,
         output,
         config,
         resume=resume,
         progress=_progress(),
+        device=device,
     )
     click.echo(f"Student written to {output / 'student.pt'}")
 
 
-def _image_files(folder: Path | None, subset: str) -> Path | list[Path]:
+def _image_files(folder: Path, subset: str) -> list[Path]:
     from edgecv.backend import ConfigError, ImageError
     from edgecv.calibration import take_subset
     from edgecv.images import iter_image_files
 
-    assert folder is not None
     if subset == "all":
-        return folder
+        return [folder]
     try:
         return take_subset(list(iter_image_files([folder])), subset)
     except ImageError as exc:
