@@ -120,17 +120,18 @@ def test_an_interrupted_run_resumes_to_the_same_weights(
 ) -> None:
     images = coco_files[:6]
     whole_progress = Interrupt()
-    whole = distill(teacher, student, images, tmp_path / "whole", TINY, progress=whole_progress)
+    # On the CPU: a GPU's convolution kernels are not bit-for-bit repeatable.
+    whole = distill(teacher, student, images, tmp_path / "whole", TINY, progress=whole_progress, device="cpu")
     assert whole_progress.stages == [("distilling", 4)] and whole_progress.done == 4
 
     with pytest.raises(KeyboardInterrupt):
-        distill(teacher, student, images, tmp_path / "cut", TINY, progress=Interrupt(after=2))
+        distill(teacher, student, images, tmp_path / "cut", TINY, progress=Interrupt(after=2), device="cpu")
     saved = torch.load(tmp_path / "cut" / STATE_FILE, weights_only=True)
     assert saved["step"] == 2
     assert not (tmp_path / "cut" / STUDENT_FILE).exists()
     resumed_progress = Interrupt()
     resumed = distill(
-        teacher, student, images, tmp_path / "cut", TINY, resume=True, progress=resumed_progress
+        teacher, student, images, tmp_path / "cut", TINY, resume=True, progress=resumed_progress, device="cpu"
     )
     assert resumed_progress.stages == [("distilling", 2)]
 
@@ -255,10 +256,12 @@ def test_distillation_on_a_gpu_matches_the_cpus_first_step(
     on_gpu = distill(teacher, student, coco_files[:4], tmp_path / "gpu", config, device="cuda")
     on_cpu = distill(teacher, student, coco_files[:4], tmp_path / "cpu", config, device="cpu")
     assert next(on_gpu.parameters()).device.type == "cpu"  # returned (and saved) on the CPU
-    moved = 0
-    for name, tensor in on_cpu.state_dict().items():
-        torch.testing.assert_close(on_gpu.state_dict()[name], tensor, atol=2e-4, rtol=1e-3)
-        moved += not torch.equal(tensor, student.state_dict()[name])
+    # Adam's first step moves each weight by about lr * sign(gradient): where a gradient is ~0, GPU
+    # rounding can flip its sign (seen on an H200: 2 of 2178 weights of one layer, by 1e-3 = lr).
+    diffs = torch.cat([(on_gpu.state_dict()[k] - t).abs().flatten() for k, t in on_cpu.state_dict().items()])
+    assert float(diffs.max()) <= 2 * config.lr + 1e-5
+    assert float((diffs > 2e-4).float().mean()) < 1e-3
+    moved = sum(not torch.equal(t, student.state_dict()[k]) for k, t in on_cpu.state_dict().items())
     assert moved > 0
 
 

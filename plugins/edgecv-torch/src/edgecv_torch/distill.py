@@ -26,8 +26,9 @@ one, else the CPU).
 Training is resumable: ``output`` (a folder) gets ``state.pt`` (student weights, optimizer,
 step, config; written atomically every ``save_every`` steps and at the end) and, at the end,
 ``student.pt`` (an edgecv-torch checkpoint). ``resume=True`` continues from ``state.pt``; with
-the same settings the result equals an uninterrupted run's, because each step's batch and flips
-come from ``(seed, step)`` alone.
+the same settings the result equals an uninterrupted run's, because each step's batch, flips
+and warps come from ``(seed, step)`` alone: bit for bit on the CPU, within rounding on a GPU
+(whose convolution kernels are not bit-repeatable).
 """
 
 from __future__ import annotations
