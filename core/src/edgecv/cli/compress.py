@@ -55,5 +55,6 @@ def compress_command() -> None:
 
     prune: remove channels (L2 norm, dependency-aware); distill: recover accuracy from the
     original model on unlabelled images; ptq: INT8 for torch deployments (torchao PT2E); export:
-    checkpoint to ONNX for every other backend; report: size, speed and held-out mAP of each.
+    checkpoint to ONNX for every other backend; report: size, speed and held-out mAP of each;
+    from-ultralytics: an Ultralytics YOLOv8 .pt you trust as an edgecv-torch checkpoint.
     """

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import shlex
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -53,7 +54,16 @@ def load_model(path: Path) -> YOLOv8:
         return YOLOv8.from_onnx(path).eval()
     from edgecv_torch import checkpoint
 
-    return checkpoint.load(path).eval()
+    try:
+        return checkpoint.load(path).eval()
+    except ModelError as exc:
+        if "pickled Python objects" not in exc.message:
+            raise
+        raise ModelError(
+            exc.message,
+            "If it is an Ultralytics YOLOv8 .pt you trust, convert it once: "
+            f"edgecv compress from-ultralytics -m {shlex.quote(str(path))} -o model.pt",
+        ) from exc
 
 
 def _imgsz(model: YOLOv8, imgsz: int | None) -> tuple[int, int]:
@@ -446,10 +456,33 @@ def report_command(
     click.echo(text.rstrip("\n"))
 
 
+@click.command("from-ultralytics")
+@click.option("--model", "-m", "model_path", required=True, type=Path, help="Ultralytics YOLOv8 detect .pt.")
+@click.option("--output", "-o", required=True, type=Path, help="edgecv-torch checkpoint to write (.pt).")
+def from_ultralytics_command(model_path: Path, output: Path) -> None:
+    """Convert an Ultralytics YOLOv8 detect .pt into an edgecv-torch checkpoint (weights only,
+    BatchNorm folded) that every other command reads. Needs the ultralytics package (AGPL-3.0).
+
+    An Ultralytics .pt is a pickle: reading it runs code from the file, so convert only files you
+    trust. The checkpoint written loads without running any code.
+    """
+    _check_output(output, ".pt")
+    _require("torch")
+    from edgecv_torch import checkpoint
+    from edgecv_torch.ultralytics_pt import from_ultralytics
+
+    model = from_ultralytics(model_path)
+    checkpoint.save(model, output)
+    click.echo(
+        f"{model_path.name}: YOLOv8, {model.num_classes} classes, {model.imgsz[0]} px; written to {output}"
+    )
+
+
 COMMANDS: dict[str, click.Command] = {
     "prune": prune_command,
     "distill": distill_command,
     "ptq": ptq_command,
     "export": export_command,
     "report": report_command,
+    "from-ultralytics": from_ultralytics_command,
 }
