@@ -17,7 +17,7 @@ WITHOUT_TORCH_PLUGIN = (
     "import sys; sys.modules['edgecv_torch'] = None; sys.argv[0] = 'edgecv'; "
     "from edgecv.cli import main; main()"
 )
-SUBCOMMANDS = ("prune", "distill", "ptq", "export", "report")
+SUBCOMMANDS = ("prune", "distill", "ptq", "export", "report", "from-ultralytics")
 
 
 @pytest.mark.parametrize("subcommand", SUBCOMMANDS)

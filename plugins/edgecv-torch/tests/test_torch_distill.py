@@ -298,6 +298,8 @@ def test_video_frames_as_training_images(tmp_path: Path, teacher: YOLOv8, studen
         (DistillConfig(imgsz=100), "multiple of 32"),
         (DistillConfig(lr=0.0), "lr must be > 0"),
         (DistillConfig(T=-1.0), "T must be > 0"),
+        (DistillConfig(lr=float("inf")), "lr must be > 0 and finite"),
+        (DistillConfig(lr=float("nan")), "lr must be > 0 and finite"),
         (DistillConfig(scale=1.0), r"scale must be in \[0, 1\)"),
         (DistillConfig(translate=-0.1), r"translate must be in \[0, 0.5\)"),
         (DistillConfig(schedule="linear"), "schedule must be one of constant, cosine"),

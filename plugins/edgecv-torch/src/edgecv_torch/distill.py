@@ -94,9 +94,9 @@ class DistillConfig:
                 f"Distillation imgsz must be a multiple of 32, got {self.imgsz}", "Pass e.g. 320."
             )
         for name in ("lr", "T"):
-            if not getattr(self, name) > 0:
-                raise ConfigError(f"Distillation {name} must be > 0, got {getattr(self, name)!r}")
-        if not self.box_weight >= 0:
+            if not 0 < getattr(self, name) < math.inf:
+                raise ConfigError(f"Distillation {name} must be > 0 and finite, got {getattr(self, name)!r}")
+        if not 0 <= self.box_weight < math.inf:
             raise ConfigError(f"Distillation box_weight must be >= 0, got {self.box_weight!r}")
         for name, top in (("scale", 1.0), ("translate", 0.5)):
             value = getattr(self, name)
