@@ -99,3 +99,16 @@ def test_other_ultralytics_models_are_one_line_errors(tmp_path: Path, config: st
     result = run_edgecv("compress", "from-ultralytics", "-m", source, "-o", tmp_path / "out.pt")
     assert_one_line_error(result, "other.pt", message)
     assert not (tmp_path / "out.pt").exists()
+
+
+@pytest.mark.skipif(not ULTRALYTICS, reason="Ultralytics (AGPL-3.0, optional) is not installed")
+def test_unreadable_metadata_in_an_ultralytics_file_is_one_error_line(tmp_path: Path) -> None:
+    from ultralytics import YOLO
+
+    model = YOLO("yolov8n.yaml").model
+    model.names = {"person": "not an id"}
+    source = tmp_path / "odd.pt"
+    torch.save({"model": model}, source)
+    result = run_edgecv("compress", "from-ultralytics", "-m", source, "-o", tmp_path / "out.pt")
+    assert_one_line_error(result, "odd.pt: cannot read its class names")
+    assert not (tmp_path / "out.pt").exists()

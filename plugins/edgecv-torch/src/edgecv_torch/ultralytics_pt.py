@@ -48,15 +48,22 @@ def from_ultralytics(path: Path) -> YOLOv8:
             f"{path.name} is an Ultralytics {task} model; edgecv-torch reads YOLOv8 detection",
             "Pass a YOLOv8 detect .pt (e.g. yolov8n.pt).",
         )
-    declared = getattr(module, "names", None)
-    pairs = declared.items() if isinstance(declared, Mapping) else enumerate(declared or ())
-    names = {int(key): str(value) for key, value in pairs}
-    size = (checkpoint.get("train_args") or {}).get("imgsz", 640)
-    imgsz = [int(size), int(size)] if isinstance(size, int) else [int(side) for side in size]
+    try:
+        declared = getattr(module, "names", None)
+        pairs = declared.items() if isinstance(declared, Mapping) else enumerate(declared or ())
+        names = {int(key): str(value) for key, value in pairs}
+        size = (checkpoint.get("train_args") or {}).get("imgsz", 640)
+        imgsz = [int(size), int(size)] if isinstance(size, int) else [int(side) for side in size]
+        stride = int(max(getattr(module, "stride", [32])))
+    except (TypeError, ValueError) as exc:
+        raise ModelError(
+            f"{path.name}: cannot read its class names, input size or stride ({one_line(exc)})",
+            "Pass a YOLOv8 detect .pt written by Ultralytics.",
+        ) from exc
     metadata = {
         "names": repr(names),
         "imgsz": json.dumps(imgsz),
-        "stride": str(int(max(getattr(module, "stride", [32])))),
+        "stride": str(stride),
         "task": "detect",
         "edgecv_source": f"Ultralytics checkpoint {path.name} (BatchNorm folded)",
     }
