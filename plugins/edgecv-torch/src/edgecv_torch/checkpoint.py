@@ -11,6 +11,7 @@ loading one would execute whatever code its pickle names.
 from __future__ import annotations
 
 import pickle
+import shlex
 import zipfile
 from collections.abc import Mapping
 from pathlib import Path
@@ -56,7 +57,8 @@ def load(path: Path) -> YOLOv8:
             f"{path.name} holds pickled Python objects, not only weights; edgecv does not unpickle them "
             "(loading would run the code they name)",
             "Save the weights as an edgecv-torch checkpoint (checkpoint.save), a torch.export program "
-            "(.pt2) or TorchScript.",
+            "(.pt2) or TorchScript; for an Ultralytics YOLOv8 .pt you trust, convert it once: "
+            f"edgecv compress from-ultralytics -m {shlex.quote(str(path))} -o model.pt",
         ) from exc
     except (RuntimeError, OSError, EOFError, zipfile.BadZipFile, ValueError) as exc:
         raise ModelError(

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import shlex
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -54,16 +53,7 @@ def load_model(path: Path) -> YOLOv8:
         return YOLOv8.from_onnx(path).eval()
     from edgecv_torch import checkpoint
 
-    try:
-        return checkpoint.load(path).eval()
-    except ModelError as exc:
-        if "pickled Python objects" not in exc.message:
-            raise
-        raise ModelError(
-            exc.message,
-            "If it is an Ultralytics YOLOv8 .pt you trust, convert it once: "
-            f"edgecv compress from-ultralytics -m {shlex.quote(str(path))} -o model.pt",
-        ) from exc
+    return checkpoint.load(path).eval()
 
 
 def _imgsz(model: YOLOv8, imgsz: int | None) -> tuple[int, int]:

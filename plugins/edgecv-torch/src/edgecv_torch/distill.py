@@ -341,7 +341,7 @@ def _video_frames(path: Path, size: tuple[int, int]) -> list[npt.NDArray[np.uint
 def _fresh_copy(model: YOLOv8) -> YOLOv8:
     """A copy rebuilt from ``model``'s weights on the CPU (the caller's model stays as it was)."""
     state = {name: tensor.detach().cpu().clone() for name, tensor in model.state_dict().items()}
-    return YOLOv8.from_state_dict(state, model.metadata, source="the student")
+    return YOLOv8.from_state_dict(state, model.metadata, source="the model")
 
 
 def _trainable(
