@@ -10,6 +10,7 @@ import pytest
 
 import edgecv
 from edgecv.decoders import DECODERS, DecodeContext, batched_nms, choose_decoder, nms
+from edgecv.decoders.nms import OPENCV_MAX_BOXES, _numpy_nms, _opencv_nms
 from edgecv.errors import ConfigError, DecodeError
 from edgecv.postprocess import PostprocessOptions, postprocess
 from edgecv.preprocess import LetterboxInfo
@@ -344,3 +345,57 @@ def test_postprocess_clips_boxes_to_the_image() -> None:
     raw[0, :5, 0] = [2, 14, 10, 10, 0.9]  # x1 = -3, y1 = 9 (above the 12 px top padding)
     d = postprocess([raw], make_spec(), LETTERBOX, PostprocessOptions())
     np.testing.assert_allclose(d.boxes, [[0, 0, 14, 14]])
+
+
+def random_boxes(rng: np.random.Generator, count: int, span: float = 200.0) -> tuple[np.ndarray, np.ndarray]:
+    """Clustered boxes with fractional, partly negative corners and some tied scores."""
+    centres = rng.uniform(-20, span, (count, 2))
+    centres += rng.integers(0, 4, (count, 1)) * 3.0  # clusters: many overlaps near the threshold
+    sizes = rng.uniform(0.5, 60, (count, 2))
+    boxes = np.hstack([centres - sizes / 2, centres + sizes / 2]).astype(np.float32)
+    scores = rng.choice(np.linspace(0.05, 1.0, max(count // 3, 2)), count).astype(np.float32)
+    return boxes, scores
+
+
+@pytest.mark.parametrize("iou", [0.3, 0.45, 0.7])
+def test_opencv_and_numpy_nms_agree(iou: float) -> None:
+    # nms() runs OpenCV's NMS up to OPENCV_MAX_BOXES boxes and the numpy loop above: both must
+    # return the same indices in the same order, ties in score included.
+    rng = np.random.default_rng(7)
+    for count in (1, 2, 5, 40, 300, 1500):
+        boxes, scores = random_boxes(rng, count)
+        boxes64 = boxes.astype(np.float64)
+        order = np.argsort(-scores, kind="stable")
+        sizes = boxes64[:, 2:] - boxes64[:, :2]
+        fast = _opencv_nms(boxes64[:, :2], sizes, order, iou, 300)
+        loop = _numpy_nms(boxes64, order, iou, 300)
+        assert fast.tolist() == loop.tolist(), count
+        assert nms(boxes, scores, iou).tolist() == loop.tolist()
+
+
+def test_nms_keeps_fractional_coordinates() -> None:
+    # IoU 9.4 / 10.6 = 0.887: kept at 0.9. Rounded to whole pixels the boxes would be identical.
+    boxes = np.array([[0, 0, 10, 10], [0.6, 0, 10.6, 10]], np.float32)
+    scores = np.array([0.9, 0.8], np.float32)
+    assert nms(boxes, scores, 0.9).tolist() == [0, 1]
+    assert nms(boxes, scores, 0.88).tolist() == [0]
+
+
+def test_nms_boxes_without_area_suppress_nothing() -> None:
+    boxes = np.array([[5, 5, 5, 5], [5, 5, 5, 5], [0, 0, 10, 10], [3, 3, 2, 8]], np.float32)
+    scores = np.array([0.9, 0.8, 0.7, 0.6], np.float32)
+    assert nms(boxes, scores, 0.45).tolist() == [0, 1, 2, 3]
+
+
+def test_nms_above_the_opencv_limit_stops_at_max_det() -> None:
+    count = OPENCV_MAX_BOXES + 500
+    boxes = np.array([[i * 20, 0, i * 20 + 10, 10] for i in range(count)], np.float32)  # all disjoint
+    scores = np.linspace(1.0, 0.01, count).astype(np.float32)
+    assert nms(boxes, scores, 0.45, max_det=7).tolist() == list(range(7))
+    assert nms(boxes[:100], scores[:100], 0.45, max_det=7).tolist() == list(range(7))
+
+
+def test_nms_accepts_any_score() -> None:
+    boxes = np.array([[0, 0, 10, 10], [50, 50, 60, 60], [1, 1, 10, 10]], np.float32)
+    scores = np.array([-1.0, 0.0, -0.5], np.float32)
+    assert nms(boxes, scores, 0.45).tolist() == [1, 2]
