@@ -19,6 +19,11 @@ What is timed, on both sides:
   ``model.predict(frame, verbose=False)`` and edgecv's ``model.predict(frame)``. Both letterbox to
   640x640 (Ultralytics' rectangular letterbox is off for a static NCNN export).
 
+Each of the two runs in ``--replicas`` workers (default 2), started in ABBA order after a lead
+edgecv worker (``--lead``, default 1) that no pool includes, and the headline rows pool them: the
+worker started first measured a few per cent slower than identical ones started later (see
+``replicas``).
+
 Extra contenders (``--variant``) run edgecv or Ultralytics with other OpenMP variables or load
 options, to measure candidate defaults in the same alternation (e.g. today's passive waiting:
 ``--variant passive=edgecv,OMP_WAIT_POLICY=PASSIVE``).
@@ -164,12 +169,16 @@ def worker_main(kind: str, model_dir: str, image: str, options_json: str, warmup
 class Contender:
     label: str
     kind: str  # "edgecv" or "ultralytics"
+    group: str = ""  # the pooled row it counts in (its label when empty)
     env: dict[str, str] = field(default_factory=dict)
     options: dict[str, Any] = field(default_factory=dict)
     process: subprocess.Popen[str] | None = None
     info: dict[str, Any] = field(default_factory=dict)
     ms: dict[tuple[str, str], list[float]] = field(default_factory=dict)  # (regime, mode) -> calls
     blocks: dict[tuple[str, str], list[float]] = field(default_factory=dict)  # block medians
+
+    def __post_init__(self) -> None:
+        self.group = self.group or self.label
 
 
 def parse_variant(text: str) -> Contender:
@@ -283,29 +292,46 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
+def _row(
+    times: Sequence[float], blocks: Sequence[float], base: Sequence[float], base_blocks: Sequence[float]
+) -> dict[str, Any]:
+    return {
+        "calls": len(times),
+        "p50_ms": round(float(np.percentile(times, 50)), 2),
+        "p95_ms": round(float(np.percentile(times, 95)), 2),
+        "mean_ms": round(float(np.mean(times)), 2),
+        "ratio_p50": round(float(np.percentile(times, 50) / np.percentile(base, 50)), 3),
+        "ratio_p95": round(float(np.percentile(times, 95) / np.percentile(base, 95)), 3),
+        # Paired by block: the median of (this block's median / Ultralytics' same block).
+        "ratio_blocks": round(float(np.median(np.array(blocks) / np.array(base_blocks))), 3),
+    }
+
+
+def _pooled(workers: Sequence[Contender], key: tuple[str, str]) -> tuple[list[float], list[float]]:
+    """All calls of ``workers`` together, and per block the mean of their block medians."""
+    times = [t for worker in workers for t in worker.ms[key]]
+    blocks = np.mean([worker.blocks[key] for worker in workers], axis=0)
+    return times, [float(b) for b in blocks]
+
+
 def summary(contenders: Sequence[Contender], regimes: Sequence[str], modes: Sequence[str]) -> dict[str, Any]:
-    baseline = next(c for c in contenders if c.kind == "ultralytics" and c.label == "ultralytics")
+    """Per (regime, mode): a pooled row per group (``edgecv``, ``ultralytics``: all their workers),
+    then a row per worker where a group has several; ratios against pooled Ultralytics."""
+    groups: dict[str, list[Contender]] = {}
+    for contender in contenders:
+        groups.setdefault(contender.group, []).append(contender)
     table: dict[str, Any] = {}
     for regime in regimes:
         for mode in modes:
-            key = f"{regime}/{mode}"
-            base = baseline.ms[(regime, mode)]
-            base_blocks = baseline.blocks[(regime, mode)]
+            key = (regime, mode)
+            base, base_blocks = _pooled(groups["ultralytics"], key)
             rows = {}
+            for group, workers in groups.items():
+                rows[group] = _row(*_pooled(workers, key), base, base_blocks)
             for contender in contenders:
-                times = contender.ms[(regime, mode)]
-                blocks = contender.blocks[(regime, mode)]
-                rows[contender.label] = {
-                    "calls": len(times),
-                    "p50_ms": round(float(np.percentile(times, 50)), 2),
-                    "p95_ms": round(float(np.percentile(times, 95)), 2),
-                    "mean_ms": round(float(np.mean(times)), 2),
-                    "ratio_p50": round(float(np.percentile(times, 50) / np.percentile(base, 50)), 3),
-                    "ratio_p95": round(float(np.percentile(times, 95) / np.percentile(base, 95)), 3),
-                    # Paired by block: the median of (this block's median / Ultralytics' same block).
-                    "ratio_blocks": round(float(np.median(np.array(blocks) / np.array(base_blocks))), 3),
-                }
-            table[key] = rows
+                if len(groups[contender.group]) > 1:
+                    rows[contender.label] = _row(contender.ms[key], contender.blocks[key], base, base_blocks)
+            table[f"{regime}/{mode}"] = rows
     return table
 
 
@@ -324,6 +350,12 @@ def markdown(result: dict[str, Any]) -> str:
         "- infer: the inference stage on one prepared 1x3x640x640 tensor; e2e: a decoded bus.jpg frame "
         "through the whole pipeline. Ratios are against Ultralytics (lower is faster); "
         "ratio_blocks pairs block medians.",
+        f"- {result.get('lead', 0)} lead {result.get('lead_kind', 'edgecv')} worker(s) started first "
+        "(row `lead`, in no pool: the first worker started measured a few per cent slower than "
+        "identical ones started later), then "
+        f"{result.get('replicas', 1)} worker(s) each of edgecv and Ultralytics in ABBA order (e1 u1 u2 "
+        "e2); the rows `edgecv` and `ultralytics` pool them, ratios are against pooled Ultralytics; "
+        "variants are one worker each, started last.",
         "",
     ]
     for label, info in result["workers"].items():
@@ -344,8 +376,29 @@ def markdown(result: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def replicas(count: int, lead: int, lead_kind: str = "edgecv") -> list[Contender]:
+    """``lead`` workers of ``lead_kind``, then ``count`` workers each of edgecv and Ultralytics in ABBA order
+    (e1 u1 u2 e2 e3 u3 ...).
+
+    On this machine the worker started first measured 2-6 % slower than identical workers started
+    after it, in the same alternation, whichever kind it ran (edgecv started first: 1.02-1.06x
+    Ultralytics in four runs, identical edgecv workers started later 0.98-1.0x; Ultralytics started
+    first: 1.034x a second Ultralytics worker started last). The lead workers take that place and
+    are reported on their own row (``lead``), outside both pools; ABBA gives both kinds the same
+    mean start position, so a trend along the rest of the start order cancels in the pooled rows.
+    """
+    order = [Contender(f"lead#{index + 1}", lead_kind, "lead") for index in range(lead)]
+    for index in range(count):
+        pair = [Contender(f"{kind}#{index + 1}", kind, kind) for kind in ("edgecv", "ultralytics")]
+        order += pair if index % 2 == 0 else pair[::-1]
+    if count == 1:
+        for contender in order[lead:]:
+            contender.label = contender.kind
+    return order
+
+
 def driver(args: argparse.Namespace) -> None:
-    contenders = [Contender("edgecv", "edgecv"), Contender("ultralytics", "ultralytics")]
+    contenders = replicas(args.replicas, args.lead, args.lead_kind)
     contenders += [parse_variant(text) for text in args.variant]
     regimes = [r for r in args.regimes.split(",") if r]
     load_before = round(os.getloadavg()[0], 2)
@@ -386,6 +439,9 @@ def driver(args: argparse.Namespace) -> None:
         "blocks": args.blocks,
         "calls": args.calls,
         "busy": args.busy,
+        "replicas": args.replicas,
+        "lead": args.lead,
+        "lead_kind": args.lead_kind,
         "realtime": args.realtime,
         "workers": {c.label: {**c.info, "variant_env": c.env, "options": c.options} for c in contenders},
         "table": summary(contenders, regimes, args.modes),
@@ -410,6 +466,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--ultralytics-python", default="/work/ulvenv/bin/python")
     parser.add_argument("--blocks", type=int, default=6, help="alternated blocks per regime")
     parser.add_argument("--calls", type=int, default=10, help="calls per block, contender and mode")
+    parser.add_argument("--lead", type=int, default=1, help="workers started first and left out of the pools")
+    parser.add_argument("--lead-kind", choices=("edgecv", "ultralytics"), default="edgecv")
+    parser.add_argument(
+        "--replicas", type=int, default=2, help="workers each of edgecv and Ultralytics (ABBA start order)"
+    )
     parser.add_argument("--block-seconds", type=float, default=4.0, help="a block stops early after this")
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--regimes", default="quiet,busy")
