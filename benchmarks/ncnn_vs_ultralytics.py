@@ -377,15 +377,16 @@ def markdown(result: dict[str, Any]) -> str:
 
 
 def replicas(count: int, lead: int, lead_kind: str = "edgecv") -> list[Contender]:
-    """``lead`` workers of ``lead_kind``, then ``count`` workers each of edgecv and Ultralytics in ABBA order
-    (e1 u1 u2 e2 e3 u3 ...).
+    """``lead`` workers of ``lead_kind``, then ``count`` workers each of edgecv and Ultralytics in
+    ABBA order (e1 u1 u2 e2 e3 u3 ...).
 
-    On this machine the worker started first measured 2-6 % slower than identical workers started
-    after it, in the same alternation, whichever kind it ran (edgecv started first: 1.02-1.06x
-    Ultralytics in four runs, identical edgecv workers started later 0.98-1.0x; Ultralytics started
-    first: 1.034x a second Ultralytics worker started last). The lead workers take that place and
-    are reported on their own row (``lead``), outside both pools; ABBA gives both kinds the same
-    mean start position, so a trend along the rest of the start order cancels in the pooled rows.
+    On this machine the edgecv worker started first measured 2-6 % slower than identical edgecv
+    workers started after it in the same alternation, in all seven runs (1.018-1.059x Ultralytics,
+    its later clones 0.98-1.004x), with numpy's huge pages off too; an Ultralytics worker started
+    first measured once 3 % slower than a later one and once 1 % faster. The cause was not found.
+    The lead workers take that place and are reported on their own row (``lead``), outside both
+    pools; ABBA gives both kinds the same mean start position, so a trend along the rest of the
+    start order cancels in the pooled rows.
     """
     order = [Contender(f"lead#{index + 1}", lead_kind, "lead") for index in range(lead)]
     for index in range(count):
@@ -491,6 +492,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--worker", choices=("edgecv", "ultralytics"), help=argparse.SUPPRESS)
     parser.add_argument("--options", default="{}", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.replicas < 1 or args.lead < 0:
+        parser.error("--replicas takes 1 or more, --lead 0 or more")
     args.modes = [m for m in args.modes.split(",") if m]
     if not set(args.modes) <= set(MODES):
         parser.error(f"--modes takes {','.join(MODES)}")
