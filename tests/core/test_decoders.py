@@ -12,7 +12,7 @@ import edgecv
 from edgecv.decoders import DECODERS, DecodeContext, batched_nms, choose_decoder, nms
 from edgecv.decoders.nms import OPENCV_MAX_BOXES, _numpy_nms, _opencv_nms
 from edgecv.errors import ConfigError, DecodeError
-from edgecv.postprocess import PostprocessOptions, postprocess
+from edgecv.postprocess import PostprocessOptions, _warn_non_finite, postprocess
 from edgecv.preprocess import LetterboxInfo
 from edgecv.spec import InputSpec, ModelSpec, TensorSpec
 
@@ -399,3 +399,25 @@ def test_nms_accepts_any_score() -> None:
     boxes = np.array([[0, 0, 10, 10], [50, 50, 60, 60], [1, 1, 10, 10]], np.float32)
     scores = np.array([-1.0, 0.0, -0.5], np.float32)
     assert nms(boxes, scores, 0.45).tolist() == [1, 2]
+
+
+@pytest.mark.parametrize(
+    "bad", [[np.nan, 20, 10, 10], [np.inf, 20, 10, 10], [20, 20, np.inf, 10], [20, -np.inf, 10, 10]]
+)
+def test_a_non_finite_candidate_does_not_wipe_out_the_frame(
+    bad: list[float], caplog: pytest.LogCaptureFixture
+) -> None:
+    _warn_non_finite.cache_clear()
+    clean = postprocess(synthetic_outputs(), make_spec(), LETTERBOX, PostprocessOptions())
+    assert "non-finite" not in caplog.text
+    raw = synthetic_outputs()[0]
+    raw[0, :4, 5] = bad
+    raw[0, 4, 5] = 0.95  # the best score of the frame
+    raw[0, 6, 6] = np.nan  # and a NaN score elsewhere
+    found = postprocess([raw], make_spec(), LETTERBOX, PostprocessOptions())
+    np.testing.assert_array_equal(found.boxes, clean.boxes)
+    np.testing.assert_array_equal(found.scores, clean.scores)
+    assert np.isfinite(found.boxes).all()
+    assert caplog.text.count("non-finite boxes or scores") == 1  # said once, not every frame
+    postprocess([raw], make_spec(), LETTERBOX, PostprocessOptions())
+    assert caplog.text.count("non-finite boxes or scores") == 1

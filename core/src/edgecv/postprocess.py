@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import logging
 import numbers
 from collections.abc import Iterable, Sequence
 from typing import Any, TypeGuard
@@ -15,6 +17,8 @@ from edgecv.decoders import DecodeContext, batched_nms
 from edgecv.detections import Detections
 from edgecv.preprocess import LetterboxInfo
 from edgecv.spec import ModelSpec
+
+log = logging.getLogger(__name__)
 
 
 def _as_class_ids(value: object) -> object:
@@ -63,6 +67,14 @@ class PostprocessOptions:
     """Let one box carry several classes above ``conf`` (used for mAP evaluation)."""
 
 
+@functools.cache
+def _warn_non_finite() -> None:
+    log.warning(
+        "the model output non-finite boxes or scores (NaN or infinity); those candidates are dropped. "
+        "A damaged model file or a wrong input recipe can cause this: check with `edgecv val`."
+    )
+
+
 def scale_boxes(boxes: npt.NDArray[np.float32], letterbox: LetterboxInfo) -> npt.NDArray[np.float32]:
     """Model-input pixels -> original-image pixels, clipped to the image."""
     left, top = letterbox.pad
@@ -86,6 +98,12 @@ def postprocess(
     if spec.boxes_normalized:
         height, width = letterbox.input_shape
         boxes = boxes * np.array([width, height, width, height], np.float32)
+    # A NaN or infinite box would poison NMS (it spreads to every class offset and IoU) and wipe
+    # out the frame's real detections: such candidates are dropped.
+    finite = np.isfinite(boxes).all(axis=1) & np.isfinite(scores)
+    if not finite.all():
+        _warn_non_finite()
+        boxes, scores, class_ids = boxes[finite], scores[finite], class_ids[finite]
     if options.classes is not None:
         wanted = np.isin(class_ids, options.classes)
         boxes, scores, class_ids = boxes[wanted], scores[wanted], class_ids[wanted]
