@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import cv2
 import numpy as np
 import numpy.typing as npt
 
@@ -50,6 +49,8 @@ def _opencv_nms(
     included, is ``order``, and any score (negative, NaN) is accepted. Boxes must have area: two
     empty boxes count as identical there (IoU 1), not as disjoint.
     """
+    import cv2  # here, not at the top: a plugin that imports the decoders need not load OpenCV
+
     count = len(order)
     ranks = np.empty(count, np.float32)
     ranks[order] = np.arange(count, 0, -1, dtype=np.float32)
