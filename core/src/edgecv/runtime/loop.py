@@ -25,7 +25,6 @@ import math
 import os
 import signal
 import sys
-import threading
 import time
 from collections.abc import Callable, Generator, Iterator, Sequence
 from types import FrameType, TracebackType
@@ -225,7 +224,11 @@ class Runtime:
             self.governor.watch(model.session)
         self.stats = RunStats()
         self._plugins = list(plugins)
-        self._stop = threading.Event()
+        # Plain flags, not locks or Events: signal handlers set them (see install_signal_handlers).
+        self._stop_requested = False
+        self._stop_signal: str | None = None
+        self._report_requested = False
+        self._on_stats: Callable[[RunStats], None] | None = None
         self._tracker = ByteTracker(self.config.tracker) if self.config.track else None
         # ByteTrack's second stage keeps tracks alive with low-score boxes: the model reports down
         # to the tracker's floor, and what is shown or logged is filtered at the user's threshold.
@@ -259,30 +262,36 @@ class Runtime:
         self._plugins.append(plugin)
 
     def stop(self) -> None:
-        """Ask the loop to finish after the current frame. Safe from other threads and signal handlers."""
-        self._stop.set()
+        """Ask the loop to finish after the current frame. Safe from other threads and from signal
+        handlers: it sets a flag and takes no lock."""
+        self._stop_requested = True
 
     @property
     def stopping(self) -> bool:
-        return self._stop.is_set()
+        return self._stop_requested
 
     def install_signal_handlers(self, on_stats: Callable[[RunStats], None] | None = None) -> None:
         """SIGINT, SIGTERM and SIGHUP (a closed terminal or SSH session) stop cleanly, a second
         SIGINT interrupts; SIGUSR1 reports stats.
 
         Call from the main thread. ``on_stats`` defaults to printing the summary to stderr.
+
+        The handlers only set flags, which the loop reads at each turn (at least every 0.25 s): a
+        handler runs between two bytecodes of whatever the main thread was doing, and one that took
+        a lock waits forever for a lock that code holds. A second Ctrl-C landing while the first
+        one's handler was inside ``threading.Event.set`` hung ``edgecv run`` that way; logging and
+        printing take locks too.
         """
+        self._on_stats = on_stats or (lambda stats: print(stats.format(), file=sys.stderr, flush=True))
 
         def stop(signum: int, frame: FrameType | None) -> None:
-            if self._stop.is_set() and signum == signal.SIGINT:
+            if self._stop_requested and signum == signal.SIGINT:
                 raise KeyboardInterrupt
-            log.info("received %s: stopping", signal.Signals(signum).name)
-            self.stop()
+            self._stop_signal = signal.Signals(signum).name
+            self._stop_requested = True
 
         def report(signum: int, frame: FrameType | None) -> None:
-            if not self._closed:  # after the run the statistics are final
-                self._refresh_stats()
-            (on_stats or (lambda s: print(s.format(), file=sys.stderr, flush=True)))(self.stats)
+            self._report_requested = True
 
         signal.signal(signal.SIGINT, stop)
         signal.signal(signal.SIGTERM, stop)
@@ -309,7 +318,7 @@ class Runtime:
         if self._closed:
             return
         self._closed = True
-        self._stop.set()
+        self._stop_requested = True
         self._run = None
         with self._owned:
             if run is not None:
@@ -343,7 +352,8 @@ class Runtime:
             if self.events is not None:
                 self.events.start()
             fps = _RollingFps(self.config.skip)
-            while not self._stop.is_set() and not self._limit_reached():
+            while not self._stop_requested and not self._limit_reached():
+                self._report_if_asked()
                 self._poll_thermal(hook)
                 self._poll_reconnects(hook)
                 try:
@@ -369,6 +379,13 @@ class Runtime:
         hook.edgecv_on_result(result=result)
         self._collect_events(result, hook)
         return result
+
+    def _report_if_asked(self) -> None:
+        """The statistics, when SIGUSR1 asked for them since the last turn."""
+        if self._report_requested and self._on_stats is not None:
+            self._report_requested = False
+            self._refresh_stats()
+            self._on_stats(self.stats)
 
     def _limit_reached(self) -> bool:
         config = self.config
@@ -589,7 +606,9 @@ class Runtime:
         thread, then what the runtime opened (``close``); each step runs even when one before it
         failed. ``hook`` is ``None`` when the run's plugins were refused."""
         self.stats.ended = time.monotonic()
-        self._stop.set()  # the run is over: Ctrl-C during the waits below interrupts (the sync drain's)
+        if self._stop_signal is not None:
+            log.info("received %s: stopping", self._stop_signal)
+        self._stop_requested = True  # the run is over: Ctrl-C during the waits below interrupts
         with contextlib.ExitStack() as steps:  # run last-registered first
             steps.callback(self._closed_by_finish)
             steps.callback(self._refresh_stats)
