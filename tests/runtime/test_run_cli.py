@@ -263,7 +263,9 @@ def test_bench_video_compares_the_runtime_with_the_bare_inference_rate(video: Pa
     assert (one["skip"], three["skip"]) == (1, 3)
     assert one["bare_fps"] == three["bare_fps"]  # the same measurements serve both
     assert one["e2e_fps"] == three["e2e_fps"]
-    assert one["ratio_per_round"] == [round(one["runtime_fps"][0] / one["bare_fps"][0], 3)]
+    # The ratio comes from the unrounded rates; recomputed from the printed ones (2 decimals) it
+    # may differ in its third decimal.
+    assert one["ratio_per_round"][0] == pytest.approx(one["runtime_fps"][0] / one["bare_fps"][0], abs=1.5e-3)
     # Inferring a third of the frames is clearly faster than inferring all (about 3x here).
     # Inferring a third of the frames delivers more of them (about 3x; only the order is asserted:
     # this machine's speed is noisy).
