@@ -276,7 +276,8 @@ class Runtime:
 
         Call from the main thread. ``on_stats`` defaults to printing the summary to stderr.
 
-        The handlers only set flags, which the loop reads at each turn (at least every 0.25 s): a
+        The handlers only set flags, which the loop reads at each turn (every frame, and every
+        0.25 s while none comes): a
         handler runs between two bytecodes of whatever the main thread was doing, and one that took
         a lock waits forever for a lock that code holds. A second Ctrl-C landing while the first
         one's handler was inside ``threading.Event.set`` hung ``edgecv run`` that way; logging and
